@@ -1,0 +1,229 @@
+//! Command-line arguments as clap parses them: raw values, no I/O, no validation beyond types
+//! (`settings` turns them into checked settings).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  precis article.txt                          title, bullet summary and English translation
+  cat article.txt | precis translate          translate standard input
+  precis summarize --engine extractive a.txt  bullets with no model at all
+  precis inspect --format json a.txt          what the pipeline sees
+  precis models list                          the model registry and what is cached
+  precis models pull opus-mt-fr-en            download a model into the Hugging Face cache";
+
+/// Bullet summaries and faithful English translations of French news articles, with local models.
+#[derive(Debug, Parser)]
+#[command(
+    name = "precis",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// With no subcommand, `precis FILE…` is `precis digest FILE…`.
+    #[command(flatten)]
+    pub digest: DigestArgs,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options that every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr; no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Title, bullet summary and English translation of each article.
+    #[command(
+        after_help = "Examples:\n  precis digest article.txt\n  precis digest --format json -o out.json article.txt\n  precis digest --engine extractive --translation-model ./opus-mt-fr-en article.txt"
+    )]
+    Digest(DigestArgs),
+
+    /// Bullet summary of each article.
+    #[command(
+        after_help = "Examples:\n  precis summarize article.txt\n  precis summarize --bullets 3 --summary-lang fr article.txt\n  precis summarize --engine extractive --format json article.txt"
+    )]
+    Summarize(DigestArgs),
+
+    /// English translation of each article, paragraph by paragraph.
+    #[command(
+        after_help = "Examples:\n  precis translate article.txt\n  cat article.txt | precis translate --format text\n  precis translate --translation-model Helsinki-NLP/opus-mt-fr-en@refs/pr/4 article.txt"
+    )]
+    Translate(DigestArgs),
+
+    /// Show what the pipeline sees: title, paragraphs, sentences, and removed boilerplate.
+    #[command(
+        after_help = "Examples:\n  precis inspect article.txt\n  precis inspect --format json samples/*.txt\n  precis inspect --keep-boilerplate article.txt"
+    )]
+    Inspect(InspectArgs),
+
+    /// The model registry and the local Hugging Face cache.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+/// Where articles come from and where results go.
+#[derive(Debug, Args, Clone)]
+pub struct IoArgs {
+    /// Article files; `-` (or nothing, with piped input) reads standard input.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Md)]
+    pub format: Format,
+
+    /// Write the result to this file instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Keep bylines, share buttons, comment sections and other boilerplate.
+    #[arg(long)]
+    pub keep_boilerplate: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub io: IoArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DigestArgs {
+    #[command(flatten)]
+    pub io: IoArgs,
+
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+/// Model, device and summary options shared by digest, summarize and translate.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Translation model: a registry name, a Hub id `org/name[@revision]`, or a local folder.
+    #[arg(long, value_name = "MODEL", default_value = "opus-mt-fr-en")]
+    pub translation_model: String,
+
+    /// Summary model: a registry name, a Hub id `org/name[@revision]`, or a local folder.
+    #[arg(long, value_name = "MODEL", default_value = "qwen2.5-1.5b-instruct")]
+    pub summary_model: String,
+
+    /// Where models run: auto, cpu, cuda, cuda:N or metal.
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: String,
+
+    /// Weight precision: auto (f32 on CPU, bf16/f16 on GPU), f32, f16 or bf16.
+    #[arg(long, value_enum, default_value_t = DType::Auto)]
+    pub dtype: DType,
+
+    /// Number of summary bullets.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub bullets: usize,
+
+    /// Language of the summary.
+    #[arg(long, value_enum, default_value_t = SummaryLang::En)]
+    pub summary_lang: SummaryLang,
+
+    /// Summary engine: an instruct LLM, or model-free extraction of key sentences.
+    #[arg(long, value_enum, default_value_t = Engine::Llm)]
+    pub engine: Engine,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the registry's models and whether each is in the local cache.
+    List {
+        /// Output format (md and text print a table).
+        #[arg(short, long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Download a model's files into the Hugging Face cache, with a progress bar.
+    Pull { model: String },
+    /// Print the local folder holding a model's files.
+    Path { model: String },
+    /// Check that a model's cached files are whole: sizes, checksums, headers that parse.
+    Verify {
+        /// Models to check (all cached registry models when omitted).
+        models: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Markdown.
+    Md,
+    /// Plain text.
+    Text,
+    /// JSON (one object per article; JSON Lines for several articles).
+    Json,
+    /// JSON Lines: one compact object per line.
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DType {
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SummaryLang {
+    En,
+    Fr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Llm,
+    Extractive,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_files_mean_digest() {
+        let cli = Cli::try_parse_from(["precis", "a.txt", "--bullets", "3"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.digest.io.files, vec![PathBuf::from("a.txt")]);
+        assert_eq!(cli.digest.models.bullets, 3);
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let cli = Cli::try_parse_from(["precis", "inspect", "--format", "json", "a.txt"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Inspect(_))));
+        let cli = Cli::try_parse_from(["precis", "models", "pull", "opus-mt-fr-en"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Models(ModelsCommand::Pull { .. }))
+        ));
+    }
+}

@@ -1,0 +1,179 @@
+//! Output: renders reports as Markdown, text, JSON or JSON Lines, and writes them to stdout
+//! or, atomically, to the `-o` file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cli::Format;
+use crate::error::{Error, Result};
+use crate::input::{BlockKind, Document};
+use crate::report::SummaryReport;
+
+/// Where rendered reports go: standard output, or a temporary file renamed over `-o FILE`
+/// when everything was written, so a failed run never leaves half a file.
+pub struct Sink {
+    target: Target,
+    /// How many reports this run renders: JSON is pretty for one, JSON Lines for several.
+    pub count: usize,
+    written: usize,
+}
+
+enum Target {
+    Stdout,
+    File {
+        path: PathBuf,
+        tmp: tempfile::NamedTempFile,
+    },
+}
+
+impl Sink {
+    pub fn new(output: Option<&Path>, count: usize) -> Result<Sink> {
+        let target = match output {
+            None => Target::Stdout,
+            Some(path) => {
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                let tmp = tempfile::Builder::new()
+                    .prefix(".precis-")
+                    .suffix(".tmp")
+                    .tempfile_in(dir)
+                    .map_err(|source| Error::Output {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                Target::File {
+                    path: path.to_path_buf(),
+                    tmp,
+                }
+            }
+        };
+        Ok(Sink {
+            target,
+            count,
+            written: 0,
+        })
+    }
+
+    /// Write one rendered report (several reports in md/text are separated by a header).
+    pub fn write(&mut self, name: &str, format: Format, rendered: &str) -> Result<()> {
+        let mut text = String::new();
+        if self.count > 1 && matches!(format, Format::Md | Format::Text) {
+            if self.written > 0 {
+                text.push('\n');
+            }
+            text.push_str(&format!("==> {name} <==\n"));
+        }
+        text.push_str(rendered);
+        self.written += 1;
+        match &mut self.target {
+            Target::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(|source| Error::Output {
+                        path: PathBuf::from("<stdout>"),
+                        source,
+                    })
+            }
+            Target::File { path, tmp } => {
+                tmp.write_all(text.as_bytes())
+                    .map_err(|source| Error::Output {
+                        path: path.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Move the finished file into place.
+    pub fn finish(self) -> Result<()> {
+        if let Target::File { path, tmp } = self.target {
+            tmp.persist(&path).map_err(|e| Error::Output {
+                path,
+                source: e.error,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// JSON for one report: pretty when the run has one, a single line for JSON Lines.
+pub fn json<T: Serialize>(value: &T, format: Format, count: usize) -> String {
+    let pretty = format == Format::Json && count == 1;
+    let mut s = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    }
+    .expect("reports serialize");
+    s.push('\n');
+    s
+}
+
+fn kind_label(kind: BlockKind) -> &'static str {
+    match kind {
+        BlockKind::Paragraph => "paragraph",
+        BlockKind::ListItem => "list item",
+        BlockKind::Quote => "quote",
+    }
+}
+
+/// `precis inspect`: title, paragraphs with numbered sentences, removed lines.
+pub fn inspect(doc: &Document, format: Format, count: usize) -> String {
+    if matches!(format, Format::Json | Format::Jsonl) {
+        return json(doc, format, count);
+    }
+    let md = format == Format::Md;
+    let mut out = String::new();
+    let title = doc.title.as_deref().unwrap_or("(no title)");
+    out.push_str(&if md {
+        format!("# {title}\n\n")
+    } else {
+        format!("{title}\n\n")
+    });
+    for (i, para) in doc.paragraphs.iter().enumerate() {
+        out.push_str(&format!("¶{} ({})\n", i + 1, kind_label(para.kind)));
+        for (j, sentence) in para.sentences.iter().enumerate() {
+            out.push_str(&format!("  {}. {sentence}\n", j + 1));
+        }
+        out.push('\n');
+    }
+    let heading = format!("Removed as boilerplate ({} lines)", doc.removed.len());
+    out.push_str(&if md {
+        format!("## {heading}\n\n")
+    } else {
+        format!("{heading}\n")
+    });
+    for line in &doc.removed {
+        out.push_str(&format!("- {line}\n"));
+    }
+    out
+}
+
+/// `precis summarize`: the title and the bullets.
+pub fn summary(
+    report: &SummaryReport,
+    title: Option<&str>,
+    format: Format,
+    count: usize,
+) -> String {
+    if matches!(format, Format::Json | Format::Jsonl) {
+        return json(report, format, count);
+    }
+    let mut out = String::new();
+    if let Some(title) = title {
+        out.push_str(&if format == Format::Md {
+            format!("# {title}\n\n")
+        } else {
+            format!("{title}\n\n")
+        });
+    }
+    for bullet in &report.bullets {
+        out.push_str(&format!("- {bullet}\n"));
+    }
+    out
+}

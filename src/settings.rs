@@ -1,0 +1,137 @@
+//! Validated settings: the raw command-line values checked and resolved once, with every
+//! invalid combination reported in words a user can act on.
+
+use crate::cli::{self, DType, Engine, SummaryLang};
+use crate::error::{Error, Result};
+
+/// Where models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// The best this build and machine offer: CUDA, then Metal, then CPU.
+    Auto,
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+impl std::str::FromStr for Device {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Device> {
+        let bad = || {
+            Error::Usage(format!(
+                "invalid --device '{s}': expected auto, cpu, cuda, cuda:N (N a GPU ordinal) or metal"
+            ))
+        };
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            "metal" => Ok(Device::Metal),
+            other => match other.strip_prefix("cuda:") {
+                Some(n) => n.parse().map(Device::Cuda).map_err(|_| bad()),
+                None => Err(bad()),
+            },
+        }
+    }
+}
+
+impl Device {
+    /// Refuse a device this binary was built without, naming the feature to build with.
+    pub fn check_available(self) -> Result<Device> {
+        let missing = match self {
+            Device::Cuda(_) if !cfg!(feature = "cuda") => Some(("CUDA", "cuda")),
+            Device::Metal if !cfg!(feature = "metal") => Some(("Metal", "metal")),
+            _ => None,
+        };
+        match missing {
+            Some((name, feature)) => Err(Error::Usage(format!(
+                "--device {}: this precis was built without {name} support; rebuild with \
+                 `cargo build --release --features {feature}` (see README, \"GPU\"), \
+                 or use --device cpu",
+                self.label()
+            ))),
+            None => Ok(self),
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Device::Auto => "auto".into(),
+            Device::Cpu => "cpu".into(),
+            Device::Cuda(n) => format!("cuda:{n}"),
+            Device::Metal => "metal".into(),
+        }
+    }
+}
+
+/// Largest bullet count accepted: beyond this a "summary" is the article.
+pub const MAX_BULLETS: usize = 50;
+
+/// The checked options of digest, summarize and translate.
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    pub translation_model: String,
+    pub summary_model: String,
+    pub device: Device,
+    pub dtype: DType,
+    pub bullets: usize,
+    pub summary_lang: SummaryLang,
+    pub engine: Engine,
+}
+
+impl ModelSettings {
+    pub fn from_args(args: &cli::ModelArgs) -> Result<ModelSettings> {
+        if args.bullets == 0 || args.bullets > MAX_BULLETS {
+            return Err(Error::Usage(format!(
+                "invalid --bullets {}: give a number from 1 to {MAX_BULLETS}",
+                args.bullets
+            )));
+        }
+        for (flag, value) in [
+            ("--translation-model", &args.translation_model),
+            ("--summary-model", &args.summary_model),
+        ] {
+            if value.trim().is_empty() {
+                return Err(Error::Usage(format!(
+                    "{flag} is empty: give a registry name, a Hub id or a folder"
+                )));
+            }
+        }
+        let device: Device = args.device.parse()?;
+        Ok(ModelSettings {
+            translation_model: args.translation_model.clone(),
+            summary_model: args.summary_model.clone(),
+            device: device.check_available()?,
+            dtype: args.dtype,
+            bullets: args.bullets,
+            summary_lang: args.summary_lang,
+            engine: args.engine,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse() {
+        assert_eq!("auto".parse::<Device>().unwrap(), Device::Auto);
+        assert_eq!("CPU".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
+        assert_eq!("cuda:2".parse::<Device>().unwrap(), Device::Cuda(2));
+        assert_eq!("metal".parse::<Device>().unwrap(), Device::Metal);
+        for bad in ["gpu", "cuda:", "cuda:x", "tpu"] {
+            let err = bad.parse::<Device>().unwrap_err().to_string();
+            assert!(err.contains("expected auto, cpu, cuda"), "{err}");
+        }
+    }
+
+    #[test]
+    #[cfg(not(feature = "cuda"))]
+    fn cuda_without_the_feature_names_it() {
+        let err = Device::Cuda(0).check_available().unwrap_err().to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+}

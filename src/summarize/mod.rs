@@ -1,0 +1,3 @@
+//! Summary engines: the model-free extractive engine (and, later, the instruct LLM).
+
+pub mod extractive;
