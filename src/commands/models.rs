@@ -80,13 +80,13 @@ fn list(resolver: &Resolver, format: Format) -> Result<()> {
 
 fn table(rows: &[Row], cache: &std::path::Path) -> String {
     let mut out = format!(
-        "{:<24} {:<14} {:<8} {:>8}  {:<8} SOURCE\n",
+        "{:<24} {:<14} {:<12} {:>8}  {:<7} SOURCE\n",
         "NAME", "TASK", "LANGS", "SIZE", "CACHED"
     );
     for r in rows {
         let task = serde_json::to_value(r.task).unwrap_or_default();
         out.push_str(&format!(
-            "{:<24} {:<14} {:<8} {:>5} MB  {:<8} {}\n",
+            "{:<24} {:<14} {:<12} {:>5} MB  {:<7} {}\n",
             r.name,
             task.as_str().unwrap_or_default(),
             r.languages,
