@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
@@ -34,7 +35,8 @@ use crate::models::ResolvedModel;
 #[derive(Debug, Clone)]
 struct Side {
     spm: SentencePiece,
-    vocab: HashMap<String, u32>,
+    /// Shared by both sides when the vocabulary is.
+    vocab: Arc<HashMap<String, u32>>,
     /// `vocab[unk_token]`: what a piece missing from this vocabulary becomes.
     unk_id: u32,
 }
@@ -332,12 +334,13 @@ impl MarianTokenizer {
         let source_spm = SentencePiece::load(files.source_spm)?;
         let target_spm = SentencePiece::load(files.target_spm)?;
         let source_vocab_size = source_vocab.ids.len();
+        let source_ids = Arc::new(source_vocab.ids.clone());
         let (decoder, target, target_vocab_size, language_codes) = match target_vocab {
             Some((path, vocab)) => {
                 let side = Side {
                     spm: target_spm,
                     unk_id: side_unk(&vocab, path)?,
-                    vocab: vocab.ids.clone(),
+                    vocab: Arc::new(vocab.ids.clone()),
                 };
                 (vocab.inverse(), side, vocab.ids.len(), Vec::new())
             }
@@ -345,7 +348,7 @@ impl MarianTokenizer {
                 let side = Side {
                     spm: target_spm,
                     unk_id: side_unk(&source_vocab, files.vocab)?,
-                    vocab: source_vocab.ids.clone(),
+                    vocab: Arc::clone(&source_ids),
                 };
                 let codes = source_vocab
                     .order
@@ -359,7 +362,7 @@ impl MarianTokenizer {
         let source = Side {
             spm: source_spm,
             unk_id: side_unk(&source_vocab, files.vocab)?,
-            vocab: source_vocab.ids,
+            vocab: source_ids,
         };
         let decoder_spm_path = if separate_vocabs {
             files.target_spm
@@ -546,13 +549,13 @@ impl MarianTokenizer {
 
     /// The first special token in `text` (leftmost, then longest): (byte offset, length).
     fn find_special(&self, text: &str) -> Option<(usize, usize)> {
-        let starts: Vec<u8> = self
-            .specials()
-            .filter_map(|s| s.content.as_bytes().first().copied())
-            .collect();
         let bytes = text.as_bytes();
+        let may_start = |b: u8| {
+            self.specials()
+                .any(|s| s.content.as_bytes().first() == Some(&b))
+        };
         (0..bytes.len())
-            .filter(|&i| starts.contains(&bytes[i]) && text.is_char_boundary(i))
+            .filter(|&i| may_start(bytes[i]) && text.is_char_boundary(i))
             .find_map(|i| {
                 self.specials()
                     .filter(|s| !s.content.is_empty() && text[i..].starts_with(&s.content))

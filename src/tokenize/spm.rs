@@ -703,7 +703,7 @@ impl SentencePiece {
     /// piece. Runs of unknown characters come as one piece, as sentencepiece merges them.
     pub fn encode_with(&self, text: &str, mut emit: impl FnMut(&str)) {
         let normalized = self.normalizer.normalize(text);
-        let mut spans = self.viterbi(&normalized);
+        let spans = self.viterbi(&normalized);
         // Merge consecutive unknown pieces (`PopulateSentencePieceText`).
         let mut start = 0;
         while start < spans.len() {
@@ -718,7 +718,6 @@ impl SentencePiece {
             emit(&normalized[begin..end]);
             start = next;
         }
-        spans.clear();
     }
 
     /// Best segmentation of a normalized string: (begin, end, piece id) in order.
