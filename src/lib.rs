@@ -1,6 +1,7 @@
 //! precis: bullet summaries and faithful English translations of French news articles, with
 //! local transformer models. The modules follow the pipeline: `input` (decode, clean,
-//! structure, segment) → `models` (registry, Hub, loading) → `summarize` → `output`.
+//! structure, segment) → `models` (registry, Hub, loading) → `tokenize` (text ↔ ids) →
+//! `summarize` → `output`.
 
 pub mod cli;
 pub mod commands;
@@ -11,6 +12,7 @@ pub mod output;
 pub mod report;
 pub mod settings;
 pub mod summarize;
+pub mod tokenize;
 
 use std::io::IsTerminal;
 
