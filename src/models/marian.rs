@@ -900,6 +900,90 @@ impl StepDecoder for MarianDecoder<'_> {
 mod tests {
     use super::*;
 
+    fn tiny(dtype: DType) -> MarianModel {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/marian/tiny-shared");
+        MarianModel::from_files(
+            &dir.join("config.json"),
+            &dir.join("model.safetensors"),
+            &Device::Cpu,
+            dtype,
+        )
+        .unwrap()
+    }
+
+    /// Two sentences of different lengths, encoded as one padded batch.
+    fn two_sentences(model: &MarianModel) -> DecoderState {
+        let (ids, mask) = model
+            .pad_batch(&[vec![5, 6, 7, 8, 9, 0], vec![10, 11, 0]])
+            .unwrap();
+        model
+            .decoder_state(&model.encode(&ids, &mask).unwrap())
+            .unwrap()
+    }
+
+    fn step(model: &MarianModel, state: &mut DecoderState, tokens: &[u32]) -> Vec<Vec<f32>> {
+        let t = Tensor::from_slice(tokens, (tokens.len(), 1), &Device::Cpu).unwrap();
+        let logits = model.decode_step(state, &t).unwrap();
+        logits.to_vec2().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+    }
+
+    #[test]
+    fn selected_rows_decode_as_their_sentence_alone() {
+        let model = tiny(DType::F32);
+        let start = model.config().decoder_start_token_id.unwrap();
+        let mut reference = two_sentences(&model);
+        step(&model, &mut reference, &[start, start]);
+        let want = step(&model, &mut reference, &[20, 30]);
+        // Grouped rows (beams of one sentence together) and rows in no grouping at all.
+        for rows in [vec![0u32, 0, 1, 1], vec![1, 0, 1], vec![1]] {
+            let mut state = two_sentences(&model);
+            step(&model, &mut state, &[start, start]);
+            state.select(&rows).unwrap();
+            assert_eq!(state.rows(), rows.len());
+            let tokens: Vec<u32> = rows.iter().map(|&r| [20, 30][r as usize]).collect();
+            let got = step(&model, &mut state, &tokens);
+            for (g, &r) in got.iter().zip(&rows) {
+                assert!(close(g, &want[r as usize], 1e-5), "rows {rows:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn half_precision_stays_close_to_f32() {
+        let model = tiny(DType::F32);
+        let start = model.config().decoder_start_token_id.unwrap();
+        let want = step(&model, &mut two_sentences(&model), &[start, start]);
+        // transformers itself moves these logits (|max| about 6) by 0.04 in f16, 0.32 in bf16.
+        for (dtype, tolerance) in [(DType::F16, 0.1), (DType::BF16, 1.0)] {
+            let model = tiny(dtype);
+            let got = step(&model, &mut two_sentences(&model), &[start, start]);
+            let diff = got
+                .iter()
+                .flatten()
+                .zip(want.iter().flatten())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < tolerance, "{dtype:?}: max |Δ| {diff}");
+        }
+    }
+
+    #[test]
+    fn positions_past_the_table_are_an_error() {
+        let model = tiny(DType::F32);
+        let long = vec![5u32; model.config().max_position_embeddings + 1];
+        let (ids, mask) = model.pad_batch(&[long]).unwrap();
+        let err = model.encode(&ids, &mask).unwrap_err();
+        assert_eq!(err.exit_code(), 10);
+        assert!(
+            crate::error_chain(&err).contains("split the sentence"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn positions_put_sines_first_then_cosines() {
         let table = sinusoidal_positions(3, 4);
