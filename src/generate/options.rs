@@ -386,6 +386,54 @@ mod tests {
         }
     }
 
+    fn model_with(files: &[(&str, &str)]) -> (tempfile::TempDir, ResolvedModel) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut map = std::collections::BTreeMap::new();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            map.insert(name.to_string(), dir.path().join(name));
+        }
+        let model = ResolvedModel {
+            name: "m".into(),
+            id: "local".into(),
+            architecture: "marian".into(),
+            files: map,
+        };
+        (dir, model)
+    }
+
+    #[test]
+    fn model_settings_come_from_generation_config_else_config() {
+        let (_d, model) = model_with(&[
+            ("config.json", r#"{"num_beams": 6, "max_length": 100}"#),
+            ("generation_config.json", r#"{"num_beams": 4}"#),
+        ]);
+        let o = GenerateOptions::for_model(&model, &GenerationSettings::default()).unwrap();
+        assert_eq!(
+            (o.num_beams, o.max_length_for(1)),
+            (4, 21),
+            "config.json is not mixed in"
+        );
+        let (_d, model) = model_with(&[("config.json", r#"{"num_beams": 6, "max_length": 100}"#)]);
+        let o = GenerateOptions::for_model(&model, &GenerationSettings::default()).unwrap();
+        assert_eq!((o.num_beams, o.max_length_for(1)), (6, 100));
+    }
+
+    #[test]
+    fn bad_model_settings_and_bad_overrides_are_told_apart() {
+        let (_d, model) = model_with(&[("generation_config.json", r#"{"num_beams": 0}"#)]);
+        let err = GenerateOptions::for_model(&model, &GenerationSettings::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 9, "{err}");
+        let (_d, model) = model_with(&[("generation_config.json", r#"{"num_beams": 4}"#)]);
+        let over = GenerationSettings {
+            repetition_penalty: Some(-1.0),
+            ..Default::default()
+        };
+        let err = GenerateOptions::for_model(&model, &over).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains("repetition_penalty"), "{err}");
+    }
+
     #[test]
     fn manifest_table_reads() {
         let table: toml::Table = toml::from_str("num_beams = 4\nmax_length = 512\n").unwrap();
