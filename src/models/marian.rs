@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -188,10 +188,6 @@ impl Activation {
 /// transformers' `LayerNorm` default epsilon, which Marian keeps.
 const LAYER_NORM_EPS: f64 = 1e-5;
 
-fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
-    candle_nn::linear(in_dim, out_dim, vb)
-}
-
 fn layer_norm(dim: usize, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
     let weight = vb.get(dim, "weight")?;
     let bias = vb.get(dim, "bias")?;
@@ -235,6 +231,24 @@ fn first_of(vb: &VarBuilder, shape: (usize, usize), names: &[&str]) -> candle_co
     match names.iter().find(|n| vb.contains_tensor(n)) {
         Some(name) => vb.get(shape, name),
         None => candle_core::bail!("the checkpoint has none of {}", names.join(", ")),
+    }
+}
+
+/// The encoder's and decoder's token tables: `model.shared` when the vocabularies are shared
+/// (older checkpoints may hold only the per-side copies), else each side's own.
+fn token_tables(cfg: &Config, vb: &VarBuilder) -> candle_core::Result<(Tensor, Tensor)> {
+    const SHARED: &str = "model.shared.weight";
+    const ENC: &str = "model.encoder.embed_tokens.weight";
+    const DEC: &str = "model.decoder.embed_tokens.weight";
+    let (d, vocab) = (cfg.d_model, cfg.vocab_size);
+    if cfg.share_encoder_decoder_embeddings {
+        let enc = first_of(vb, (vocab, d), &[SHARED, ENC])?;
+        let dec = first_of(vb, (vocab, d), &[SHARED, DEC])?;
+        Ok((enc, dec))
+    } else {
+        let enc = first_of(vb, (vocab, d), &[ENC, SHARED])?;
+        let dec = first_of(vb, (cfg.target_vocab_size(), d), &[DEC])?;
+        Ok((enc, dec))
     }
 }
 
@@ -464,6 +478,20 @@ struct Embeddings {
 }
 
 impl Embeddings {
+    /// `side`: "encoder" or "decoder", for the name of a stored position table.
+    fn new(cfg: &Config, tokens: Tensor, vb: &VarBuilder, side: &str) -> candle_core::Result<Self> {
+        let name = format!("model.{side}.embed_positions.weight");
+        Ok(Embeddings {
+            tokens: Embedding::new(tokens, cfg.d_model),
+            positions: positions(cfg, vb, &name)?,
+            scale: if cfg.scale_embedding {
+                (cfg.d_model as f64).sqrt()
+            } else {
+                1.0
+            },
+        })
+    }
+
     /// ids [b, t] at positions offset..offset+t → [b, t, d]
     fn forward(&self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
         let (_, t) = ids.dims2()?;
@@ -486,6 +514,16 @@ struct Encoder {
 }
 
 impl Encoder {
+    fn new(cfg: &Config, tokens: Tensor, vb: &VarBuilder) -> candle_core::Result<Encoder> {
+        let layers = vb.pp("model.encoder.layers");
+        Ok(Encoder {
+            embed: Embeddings::new(cfg, tokens, vb, "encoder")?,
+            layers: (0..cfg.encoder_layers)
+                .map(|i| EncoderLayer::new(cfg, layers.pp(i)))
+                .collect::<candle_core::Result<_>>()?,
+        })
+    }
+
     fn forward(&self, ids: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
         let mut xs = self.embed.forward(ids, 0)?;
         for layer in &self.layers {
@@ -499,6 +537,18 @@ impl Encoder {
 struct Decoder {
     embed: Embeddings,
     layers: Vec<DecoderLayer>,
+}
+
+impl Decoder {
+    fn new(cfg: &Config, tokens: Tensor, vb: &VarBuilder) -> candle_core::Result<Decoder> {
+        let layers = vb.pp("model.decoder.layers");
+        Ok(Decoder {
+            embed: Embeddings::new(cfg, tokens, vb, "decoder")?,
+            layers: (0..cfg.decoder_layers)
+                .map(|i| DecoderLayer::new(cfg, layers.pp(i)))
+                .collect::<candle_core::Result<_>>()?,
+        })
+    }
 }
 
 /// What the encoder made of a batch: hidden states [b, s, d] and the padding bias.
@@ -681,54 +731,14 @@ impl MarianModel {
         vb: VarBuilder,
         device: &Device,
     ) -> candle_core::Result<MarianModel> {
-        let d = config.d_model;
-        let scale = if config.scale_embedding {
-            (d as f64).sqrt()
-        } else {
-            1.0
-        };
-        let shared = ["model.shared.weight"];
-        let enc_names: &[&str] = if config.share_encoder_decoder_embeddings {
-            &["model.shared.weight", "model.encoder.embed_tokens.weight"]
-        } else {
-            &["model.encoder.embed_tokens.weight", "model.shared.weight"]
-        };
-        let enc_tokens = first_of(&vb, (config.vocab_size, d), enc_names)?;
+        let (enc_tokens, dec_tokens) = token_tables(&config, &vb)?;
+        let encoder = Encoder::new(&config, enc_tokens, &vb)?;
+        let decoder = Decoder::new(&config, dec_tokens.clone(), &vb)?;
         let target = config.target_vocab_size();
-        let dec_tokens = if config.share_encoder_decoder_embeddings {
-            first_of(
-                &vb,
-                (target, d),
-                &[shared[0], "model.decoder.embed_tokens.weight"],
-            )?
-        } else {
-            first_of(&vb, (target, d), &["model.decoder.embed_tokens.weight"])?
-        };
-        let m = vb.pp("model");
-        let encoder = Encoder {
-            embed: Embeddings {
-                tokens: Embedding::new(enc_tokens, d),
-                positions: positions(&config, &vb, "model.encoder.embed_positions.weight")?,
-                scale,
-            },
-            layers: (0..config.encoder_layers)
-                .map(|i| EncoderLayer::new(&config, m.pp("encoder.layers").pp(i)))
-                .collect::<candle_core::Result<_>>()?,
-        };
-        let decoder = Decoder {
-            embed: Embeddings {
-                tokens: Embedding::new(dec_tokens.clone(), d),
-                positions: positions(&config, &vb, "model.decoder.embed_positions.weight")?,
-                scale,
-            },
-            layers: (0..config.decoder_layers)
-                .map(|i| DecoderLayer::new(&config, m.pp("decoder.layers").pp(i)))
-                .collect::<candle_core::Result<_>>()?,
-        };
         let head = if config.tie_word_embeddings {
             dec_tokens
         } else {
-            vb.get((target, d), "lm_head.weight")?
+            vb.get((target, config.d_model), "lm_head.weight")?
         };
         // Absent from some checkpoints; transformers then starts it at zero.
         let final_logits_bias = if vb.contains_tensor("final_logits_bias") {
@@ -869,10 +879,7 @@ impl MarianModel {
             })?;
         let (ids, mask) = self.pad_batch(sources)?;
         let encoded = self.encode(&ids, &mask)?;
-        let mut decoder = MarianDecoder {
-            model: self,
-            state: self.decoder_state(&encoded)?,
-        };
+        let mut decoder = MarianDecoder::new(self, &encoded)?;
         let prefixes = vec![vec![start]; sources.len()];
         crate::generate::generate(&mut decoder, &prefixes, options)
     }
@@ -882,6 +889,16 @@ impl MarianModel {
 pub struct MarianDecoder<'m> {
     pub model: &'m MarianModel,
     pub state: DecoderState,
+}
+
+impl<'m> MarianDecoder<'m> {
+    /// A decoder over an encoded batch, one row per sentence.
+    pub fn new(model: &'m MarianModel, encoded: &Encoded) -> Result<MarianDecoder<'m>> {
+        Ok(MarianDecoder {
+            model,
+            state: model.decoder_state(encoded)?,
+        })
+    }
 }
 
 impl StepDecoder for MarianDecoder<'_> {
