@@ -14,9 +14,11 @@
 //!   decoding done sentences but can no longer change their hypotheses; here they leave the
 //!   decoder instead, which gives the same outputs for less work.
 
-use super::processors::{log_softmax_in_place, Processors};
+use candle_core::{Tensor, D};
+
+use super::processors::Processors;
 use super::{host_rows, stop_reason, EarlyStopping, GenerateOptions, Generated, StepDecoder};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What transformers adds to scores it wants out of the way (finished candidates when picking
 /// running beams, the not-yet-distinct initial beams).
@@ -155,7 +157,7 @@ impl Sentence {
         }
     }
 
-    /// One step from this sentence's rows of logits.
+    /// One step from this sentence's rows of log-probabilities.
     fn advance(
         &mut self,
         rows: Vec<Vec<f32>>,
@@ -167,7 +169,6 @@ impl Sentence {
             .into_iter()
             .zip(&self.beams)
             .map(|(mut row, beam)| {
-                log_softmax_in_place(&mut row);
                 processors.apply(&beam.tokens, &mut row);
                 row
             })
@@ -257,6 +258,15 @@ fn top_candidates(beams: &[Beam], scores: &[Vec<f32>], k: usize) -> Vec<Candidat
     best
 }
 
+/// Log-softmax over the vocabulary, where the logits are: (x - max) - log(sum(exp(x - max))),
+/// the order of operations of torch's kernel.
+fn log_softmax(logits: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::log_softmax(logits, D::Minus1).map_err(|e| Error::Inference {
+        what: "cannot normalize the logits".into(),
+        source: e,
+    })
+}
+
 pub fn search(
     decoder: &mut dyn StepDecoder,
     prefixes: &[Vec<u32>],
@@ -291,7 +301,8 @@ pub fn search(
             .iter()
             .flat_map(|s| s.beams.iter().map(|b| b.tokens[b.tokens.len() - 1]))
             .collect();
-        let mut logits = host_rows(&decoder.step(&last)?, last.len())?.into_iter();
+        let log_probs = log_softmax(&decoder.step(&last)?)?;
+        let mut logits = host_rows(&log_probs, last.len())?.into_iter();
         for sentence in &mut active {
             let rows: Vec<Vec<f32>> = logits.by_ref().take(nb).collect();
             sentence.advance(rows, &processors, &rules, cur_len);
