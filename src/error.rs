@@ -73,6 +73,14 @@ pub enum Error {
     #[error("{what}")]
     Unsupported { what: String },
 
+    /// A model computation failed (shapes, device, out of memory): the model cannot run here.
+    #[error("{what}")]
+    Inference {
+        what: String,
+        #[source]
+        source: candle_core::Error,
+    },
+
     #[error("cannot write {path}")]
     Output {
         path: PathBuf,
@@ -107,7 +115,7 @@ impl Error {
             Error::InputBinary { .. } => 7,
             Error::ModelNotCached(_) | Error::Download(_) => 8,
             Error::ModelFolder { .. } | Error::ModelFile { .. } | Error::Manifest { .. } => 9,
-            Error::Unsupported { .. } => 10,
+            Error::Unsupported { .. } | Error::Inference { .. } => 10,
             Error::Output { .. } | Error::Io { .. } => 11,
             Error::SomeInputsFailed { code, .. } => *code,
         }

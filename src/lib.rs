@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod generate;
 pub mod input;
 pub mod models;
 pub mod output;

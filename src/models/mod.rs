@@ -3,6 +3,7 @@
 
 pub mod files;
 pub mod hub;
+pub mod marian;
 pub mod registry;
 
 use std::collections::BTreeMap;
