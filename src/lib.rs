@@ -14,6 +14,7 @@ pub mod report;
 pub mod settings;
 pub mod summarize;
 pub mod tokenize;
+pub mod translate;
 
 use std::io::IsTerminal;
 

@@ -168,6 +168,16 @@ impl Resolver {
         Ok(resolved)
     }
 
+    /// Resolve from the cache alone: never downloads.
+    pub fn resolve_cached(&self, arg: &str, role: Role) -> Result<ResolvedModel> {
+        Resolver {
+            hub: self.hub.offline("1 (cached models only)"),
+            registry: self.registry.clone(),
+            quiet: true,
+        }
+        .resolve(arg, role)
+    }
+
     /// A registry model: every file its manifest lists, from the cache or the Hub.
     pub fn resolve_manifest(&self, manifest: &Manifest, flag: &str) -> Result<ResolvedModel> {
         let mut files = BTreeMap::new();
