@@ -2,6 +2,7 @@
 //! local transformer models. The modules follow the pipeline: `input` (decode, clean,
 //! structure, segment) → `models` (registry, Hub, loading) → `summarize` → `output`.
 
+pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod error;
