@@ -527,10 +527,39 @@ fn options_have_their_effect() {
         "{err}"
     );
 
+    // --keep-boilerplate keeps the lines the cleaner would remove.
+    let article = "2020/05/04-05-ferme-soutien-de-pyongyang";
+    let removed = |dir: &str| -> Value {
+        let bytes =
+            std::fs::read(sandbox.path().join(dir).join(format!("{article}.json"))).unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["removed"].clone()
+    };
+    run(&sandbox, "cleaned", &["--glob", "2020/05/*", "-q"]);
+    run(
+        &sandbox,
+        "kept",
+        &["--glob", "2020/05/*", "--keep-boilerplate", "-q"],
+    );
+    assert!(removed("cleaned").to_string().contains("Spread the love"));
+    assert_eq!(removed("kept"), serde_json::json!([]));
+
     // -q: nothing on stderr when all is well.
     let quiet = run(&sandbox, "quiet", &["--glob", "legacy/**", "-q"]);
     assert_eq!(quiet.status.code(), Some(0));
     assert_eq!(stderr(&quiet), "");
+}
+
+#[test]
+fn an_output_folder_inside_the_archive_is_not_read_as_input() {
+    let sandbox = Sandbox::new();
+    archive(&sandbox);
+    for _ in 0..2 {
+        let out = run(&sandbox, "archive/results", &[]);
+        assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    }
+    let lines = manifest(&sandbox.path().join("archive/results"));
+    assert_eq!(lines.len(), INPUTS);
+    assert!(lines.keys().all(|k| !k.starts_with("results")));
 }
 
 #[test]

@@ -101,7 +101,8 @@ pub struct Selection {
     pub roots: Vec<PathBuf>,
     pub glob: Option<GlobSet>,
     pub shard: Option<Shard>,
-    /// The output folder (canonical), never walked as input.
+    /// The output folder, never walked as input (it may not exist yet when the run is set
+    /// up, so it is resolved when the walk meets a folder).
     pub exclude: Option<PathBuf>,
 }
 
@@ -332,8 +333,15 @@ fn skipped_dir_entry(entry: &walkdir::DirEntry, exclude: Option<&Path>) -> bool 
     if entry.file_name().to_string_lossy().starts_with('.') {
         return true;
     }
-    entry.file_type().is_dir()
-        && exclude.is_some_and(|out| entry.path().canonicalize().is_ok_and(|p| p == out))
+    entry.file_type().is_dir() && exclude.is_some_and(|out| same_folder(entry.path(), out))
+}
+
+/// Whether two paths name the same folder (through links, `..`, relative paths).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 fn found_in_dir(

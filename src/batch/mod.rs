@@ -74,7 +74,7 @@ impl Settings {
             roots: args.inputs.clone(),
             glob: inputs::globset(&args.glob)?,
             shard,
-            exclude: out.canonicalize().ok(),
+            exclude: Some(out.clone()),
         };
         selection.check_roots()?;
         Ok(Settings {
