@@ -159,7 +159,7 @@ pub fn report(dirs: &[PathBuf]) -> Result<Report> {
 
 fn rate(t: &Totals) -> String {
     match t.articles_per_second {
-        Some(r) => format!("{r} articles/s"),
+        Some(r) => format!("{r:.1} articles/s"),
         None => "no timings".into(),
     }
 }
