@@ -76,6 +76,133 @@ pub enum Command {
     /// The model registry and the local Hugging Face cache.
     #[command(subcommand)]
     Models(ModelsCommand),
+
+    /// Archive mode: every article of files, folders and JSONL feeds into OUT/, with a
+    /// manifest, resume, and shards for a cluster.
+    #[command(after_help = BATCH_EXAMPLES)]
+    Batch(BatchArgs),
+}
+
+const BATCH_EXAMPLES: &str = "\
+Examples:
+  precis batch archive/ -o out/                        digest every article under archive/
+  precis batch --mode summarize --engine extractive archive/ feed.jsonl -o out/
+  precis batch --glob '2024/**/*.html' archive/ -o out/
+  precis batch archive/ -o out/                        (again) resume: finished articles are skipped
+  precis batch --shard 2/8 archive/ -o out/shard-2     the 2nd of 8 disjoint parts
+  precis batch status out/shard-*                      totals, throughput and failures";
+
+/// `precis batch INPUT… -o OUT`, or `precis batch status OUT…`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BatchArgs {
+    #[command(subcommand)]
+    pub command: Option<BatchCommand>,
+
+    #[command(flatten)]
+    pub run: BatchRunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Summarize the manifests of one or more batch outputs (e.g. all shards of a run).
+    #[command(
+        after_help = "Examples:\n  precis batch status out/\n  precis batch status out/shard-1 out/shard-2 out/shard-3\n  precis batch status --format json out/shard-*"
+    )]
+    Status(BatchStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BatchStatusArgs {
+    /// Output folders of `precis batch` runs (each holds a manifest.jsonl).
+    #[arg(value_name = "OUT", required = true)]
+    pub outputs: Vec<PathBuf>,
+
+    /// Report format.
+    #[arg(short, long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BatchRunArgs {
+    /// Article files (.txt, .html, .htm, .jsonl) and folders, walked recursively.
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Output folder: one result per article, and manifest.jsonl.
+    #[arg(short, long, value_name = "OUT", required = true)]
+    pub output: Option<PathBuf>,
+
+    /// Only files in folders whose path (relative to the folder given) matches; repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub glob: Vec<String>,
+
+    /// Which results to produce.
+    #[arg(long, value_enum, default_value_t = BatchMode::Digest)]
+    pub mode: BatchMode,
+
+    /// Result files per article.
+    #[arg(short, long, value_enum, default_value_t = BatchFormat::Both)]
+    pub format: BatchFormat,
+
+    /// Article language: detect it (and skip what is not French), or take every article as
+    /// French.
+    #[arg(long, value_enum, default_value_t = LangChoice::Auto)]
+    pub lang: LangChoice,
+
+    /// Process only part K of N (1 ≤ K ≤ N) of the inputs, chosen by a stable hash of each
+    /// input's name: N runs with K = 1…N cover every input exactly once.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// Keep bylines, share buttons, comment sections and other boilerplate lines.
+    #[arg(long)]
+    pub keep_boilerplate: bool,
+
+    /// When stderr is not a terminal, print a progress line every SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub progress_every: f64,
+
+    #[command(flatten)]
+    pub models: ModelArgs,
+
+    #[command(flatten)]
+    pub search: SearchArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchMode {
+    /// Summary and translation.
+    Digest,
+    /// Summary only.
+    Summarize,
+    /// Translation only.
+    Translate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BatchFormat {
+    /// OUT/<name>.json
+    Json,
+    /// OUT/<name>.md
+    Md,
+    /// Both files.
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LangChoice {
+    /// Detect each article's language; articles clearly not in French are skipped.
+    Auto,
+    /// Every article is French: no detection.
+    Fr,
 }
 
 /// Where articles come from and where results go.
@@ -266,5 +393,41 @@ mod tests {
             cli.command,
             Some(Command::Models(ModelsCommand::Pull { .. }))
         ));
+    }
+
+    #[test]
+    fn batch_runs_and_status_parse() {
+        let cli = Cli::try_parse_from([
+            "precis",
+            "batch",
+            "--shard",
+            "1/3",
+            "a/",
+            "b.jsonl",
+            "-o",
+            "out",
+            "--bullets",
+            "2",
+        ])
+        .unwrap();
+        let Some(Command::Batch(batch)) = cli.command else {
+            panic!("not batch");
+        };
+        assert!(batch.command.is_none());
+        assert_eq!(
+            batch.run.inputs,
+            [PathBuf::from("a/"), PathBuf::from("b.jsonl")]
+        );
+        assert_eq!(batch.run.models.bullets, 2);
+        assert_eq!(batch.run.shard.as_deref(), Some("1/3"));
+        let cli = Cli::try_parse_from(["precis", "batch", "status", "o1", "o2"]).unwrap();
+        let Some(Command::Batch(batch)) = cli.command else {
+            panic!("not batch");
+        };
+        assert!(matches!(batch.command, Some(BatchCommand::Status(s)) if s.outputs.len() == 2));
+        assert!(
+            Cli::try_parse_from(["precis", "batch", "a/"]).is_err(),
+            "-o is required"
+        );
     }
 }

@@ -95,6 +95,46 @@ pub enum Error {
         code: u8,
     },
 
+    #[error(
+        "{name}: {what}; precis reads news articles of up to {max} \
+         (split the file, or check that it is an article)"
+    )]
+    InputTooLong {
+        name: InputName,
+        what: String,
+        max: String,
+    },
+
+    #[error("{dir}: no manifest.jsonl here; give the OUT folder of a `precis batch … -o OUT` run")]
+    ManifestMissing { dir: PathBuf },
+
+    #[error(
+        "{dir} is in use by another `precis batch` run; wait for it to end, or give each run \
+         (each shard) its own -o folder"
+    )]
+    OutputInUse { dir: PathBuf },
+
+    #[error(
+        "{failed} of {total} articles failed; their reasons are in {manifest} \
+         (`precis batch status {out}` lists them)"
+    )]
+    ArticlesFailed {
+        failed: usize,
+        total: usize,
+        manifest: PathBuf,
+        out: String,
+    },
+
+    #[error(
+        "interrupted after {done} of {total} articles; every finished article is saved. \
+         To resume, run the same command again:\n  {command}"
+    )]
+    Interrupted {
+        done: usize,
+        total: usize,
+        command: String,
+    },
+
     #[error("I/O error on {path}")]
     Io {
         path: PathBuf,
@@ -108,7 +148,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::NoInput | Error::UnknownModel { .. } => 2,
-            Error::InputNotFound { .. } => 3,
+            Error::InputNotFound { .. } | Error::ManifestMissing { .. } => 3,
             Error::InputIsDirectory { .. } => 4,
             Error::InputUnreadable { .. } => 5,
             Error::InputEmpty { .. } => 6,
@@ -116,7 +156,10 @@ impl Error {
             Error::ModelNotCached(_) | Error::Download(_) => 8,
             Error::ModelFolder { .. } | Error::ModelFile { .. } | Error::Manifest { .. } => 9,
             Error::Unsupported { .. } | Error::Inference { .. } => 10,
-            Error::Output { .. } | Error::Io { .. } => 11,
+            Error::Output { .. } | Error::Io { .. } | Error::OutputInUse { .. } => 11,
+            Error::ArticlesFailed { .. } => 12,
+            Error::InputTooLong { .. } => 13,
+            Error::Interrupted { .. } => 130,
             Error::SomeInputsFailed { code, .. } => *code,
         }
     }

@@ -3,6 +3,7 @@
 //! structure, segment) → `models` (registry, Hub, loading) → `tokenize` (text ↔ ids) →
 //! `summarize` → `output`.
 
+pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -17,7 +17,7 @@ pub enum Stop {
 }
 
 /// Wall-clock timings of a run's stages, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Timings(BTreeMap<String, f64>);
 
@@ -27,15 +27,20 @@ impl Timings {
         self.set(stage, start.elapsed().as_secs_f64() * 1000.0);
     }
 
-    /// Record `ms` milliseconds under `stage`.
+    /// Record `ms` milliseconds under `stage` (rounded to the microsecond).
     pub fn set(&mut self, stage: &str, ms: f64) {
         self.0
             .insert(format!("{stage}_ms"), (ms * 1000.0).round() / 1000.0);
     }
 
-    /// Another report's timings added to these.
-    pub fn merge(&mut self, other: &Timings) {
-        self.0.extend(other.0.iter().map(|(k, v)| (k.clone(), *v)));
+    /// The milliseconds recorded under `stage`, if any.
+    pub fn get(&self, stage: &str) -> Option<f64> {
+        self.0.get(&format!("{stage}_ms")).copied()
+    }
+
+    /// Take over every stage of `other` (its values win).
+    pub fn extend(&mut self, other: Timings) {
+        self.0.extend(other.0);
     }
 }
 

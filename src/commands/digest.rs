@@ -67,7 +67,7 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
             }
             Mode::Translate => {
                 let mut report = translate(&loaded, &engines)?;
-                report.timings.merge(&timings);
+                report.timings.extend(timings);
                 output::translation(&report, format, count)
             }
             Mode::Digest => {

@@ -22,6 +22,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Translate(args)) => digest::run(&args, digest::Mode::Translate, quiet),
         Some(Command::Inspect(args)) => inspect::run(&args),
         Some(Command::Models(cmd)) => models::run(cmd, quiet),
+        Some(Command::Batch(args)) => match args.command {
+            Some(crate::cli::BatchCommand::Status(status)) => crate::batch::status(&status),
+            None => crate::batch::run(&args.run, quiet),
+        },
     }
 }
 

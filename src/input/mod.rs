@@ -5,6 +5,8 @@
 
 pub mod clean;
 pub mod decode;
+pub mod html;
+pub mod language;
 pub mod segment;
 pub mod structure;
 
@@ -120,7 +122,30 @@ pub fn read_bytes(source: &Source) -> Result<Vec<u8>> {
 
 /// Decode bytes and run cleaning, structure and segmentation.
 pub fn load_bytes(name: &str, bytes: &[u8], keep_boilerplate: bool) -> Result<Loaded> {
-    let decoded = decode::decode(bytes).map_err(|e| match e {
+    let decoded = decode_named(name, bytes)?;
+    let document = document(&decoded.text, keep_boilerplate);
+    loaded(name, decoded.encoding, document)
+}
+
+/// Decode an HTML page, extract its article (see `html`), then clean, structure and segment.
+pub fn load_html_bytes(name: &str, bytes: &[u8], keep_boilerplate: bool) -> Result<Loaded> {
+    let decoded = decode_named(name, bytes)?;
+    let page = html::extract(&decoded.text);
+    let body = page.lines.join("\n");
+    let mut cleaned = if keep_boilerplate {
+        clean::keep_all(&body)
+    } else {
+        clean::clean(&body)
+    };
+    let mut removed = page.removed;
+    removed.append(&mut cleaned.removed);
+    cleaned.removed = removed;
+    let article = structure::structure_with_title(cleaned, page.title);
+    loaded(name, decoded.encoding, segment_article(article))
+}
+
+fn decode_named(name: &str, bytes: &[u8]) -> Result<decode::Decoded> {
+    decode::decode(bytes).map_err(|e| match e {
         decode::DecodeError::Binary(reason) => Error::InputBinary {
             name: name.to_string(),
             reason,
@@ -129,8 +154,11 @@ pub fn load_bytes(name: &str, bytes: &[u8], keep_boilerplate: bool) -> Result<Lo
             name: name.to_string(),
             what: empty.to_string(),
         },
-    })?;
-    let document = document(&decoded.text, keep_boilerplate);
+    })
+}
+
+/// The loaded article, or an error when nothing of it is left.
+fn loaded(name: &str, encoding: &'static str, document: Document) -> Result<Loaded> {
     if document.paragraphs.is_empty() && document.title.is_none() {
         return Err(Error::InputEmpty {
             name: name.to_string(),
@@ -141,7 +169,7 @@ pub fn load_bytes(name: &str, bytes: &[u8], keep_boilerplate: bool) -> Result<Lo
     }
     Ok(Loaded {
         name: name.to_string(),
-        encoding: decoded.encoding,
+        encoding,
         document,
     })
 }
@@ -159,7 +187,11 @@ pub fn document(text: &str, keep_boilerplate: bool) -> Document {
     } else {
         clean::clean(text)
     };
-    let article = structure::structure(cleaned);
+    segment_article(structure::structure(cleaned))
+}
+
+/// Split every block of an article into sentences.
+pub fn segment_article(article: Article) -> Document {
     let paragraphs = article
         .blocks
         .iter()

@@ -37,16 +37,31 @@ pub fn structure(cleaned: Cleaned) -> Article {
         (Some(i), Some(_)) => i + 1,
         _ => 0,
     };
-    let blocks = lines[body_start..]
+    Article {
+        title,
+        blocks: blocks(&lines[body_start..]),
+        removed: cleaned.removed,
+    }
+}
+
+/// Build the article from cleaned lines when the title is already known (an HTML page's
+/// headline): every line is body.
+pub fn structure_with_title(cleaned: Cleaned, title: Option<String>) -> Article {
+    let lines: Vec<String> = cleaned.lines.iter().map(|l| normalize_line(l)).collect();
+    Article {
+        title: title.map(|t| normalize_line(&t)).filter(|t| !t.is_empty()),
+        blocks: blocks(&lines),
+        removed: cleaned.removed,
+    }
+}
+
+/// One block per non-blank normalized line.
+fn blocks(lines: &[String]) -> Vec<Block> {
+    lines
         .iter()
         .filter(|l| !l.is_empty())
         .map(|l| block(l))
-        .collect();
-    Article {
-        title,
-        blocks,
-        removed: cleaned.removed,
-    }
+        .collect()
 }
 
 /// Normalize typography of one line: non-breaking and other Unicode spaces (U+00A0, U+202F,

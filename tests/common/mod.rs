@@ -58,6 +58,21 @@ impl Sandbox {
         cmd
     }
 
+    /// The same `precis` as a plain `std::process::Command`, for tests that spawn it and
+    /// signal it while it runs.
+    pub fn precis_process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_precis"));
+        cmd.current_dir(self.path())
+            .env("HF_HOME", self.hf_home())
+            .env("HF_HUB_OFFLINE", "1")
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_ENDPOINT")
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HUGGINGFACE_HUB_CACHE")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
     pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path().join(name);
         std::fs::write(&path, bytes).expect("write test file");
