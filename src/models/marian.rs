@@ -107,7 +107,7 @@ impl Config {
             (self.encoder_attention_heads, "encoder"),
             (self.decoder_attention_heads, "decoder"),
         ] {
-            if heads == 0 || self.d_model % heads != 0 {
+            if heads == 0 || !self.d_model.is_multiple_of(heads) {
                 return Err(format!(
                     "d_model {} is not divisible by {side}_attention_heads {heads}",
                     self.d_model
@@ -655,7 +655,7 @@ impl DecoderState {
 /// do not form equal runs get a run length of 1 (every row its own copy).
 fn group_sources(sources: &[u32]) -> (usize, Vec<u32>) {
     let first_run = sources.iter().take_while(|&&s| s == sources[0]).count();
-    let uniform = sources.len() % first_run == 0
+    let uniform = sources.len().is_multiple_of(first_run)
         && sources
             .chunks(first_run)
             .all(|c| c.iter().all(|&s| s == c[0]));
