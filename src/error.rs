@@ -73,6 +73,13 @@ pub enum Error {
     #[error("{what}")]
     Unsupported { what: String },
 
+    #[error("{what}; if this is a GPU, retry with --device cpu (or a smaller --dtype)")]
+    Inference {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     #[error("cannot write {path}")]
     Output {
         path: PathBuf,
@@ -107,7 +114,7 @@ impl Error {
             Error::InputBinary { .. } => 7,
             Error::ModelNotCached(_) | Error::Download(_) => 8,
             Error::ModelFolder { .. } | Error::ModelFile { .. } | Error::Manifest { .. } => 9,
-            Error::Unsupported { .. } => 10,
+            Error::Unsupported { .. } | Error::Inference { .. } => 10,
             Error::Output { .. } | Error::Io { .. } => 11,
             Error::SomeInputsFailed { code, .. } => *code,
         }

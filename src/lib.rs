@@ -11,6 +11,7 @@ pub mod output;
 pub mod report;
 pub mod settings;
 pub mod summarize;
+pub mod tokenize;
 
 use std::io::IsTerminal;
 

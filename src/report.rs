@@ -24,7 +24,12 @@ pub struct Timings(BTreeMap<String, f64>);
 impl Timings {
     /// Record the time since `start` under `stage`.
     pub fn record(&mut self, stage: &str, start: Instant) {
-        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        self.add(stage, start.elapsed().as_secs_f64());
+    }
+
+    /// Record `secs` seconds under `stage`.
+    pub fn add(&mut self, stage: &str, secs: f64) {
+        let ms = secs * 1000.0;
         self.0
             .insert(format!("{stage}_ms"), (ms * 1000.0).round() / 1000.0);
     }

@@ -111,6 +111,112 @@ impl ModelSettings {
     }
 }
 
+/// The checked options of the LLM summary engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmSettings {
+    pub instruction: Option<String>,
+    pub dump_prompt: bool,
+    pub max_new_tokens: Option<usize>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+    pub repeat_penalty: Option<f32>,
+    pub context_tokens: usize,
+}
+
+/// Fewer context tokens than this leave no room for an article.
+pub const MIN_CONTEXT_TOKENS: usize = 256;
+
+impl LlmSettings {
+    pub fn from_args(args: &cli::LlmArgs) -> Result<LlmSettings> {
+        let usage = |m: String| Err(Error::Usage(m));
+        if let Some(t) = args.temperature {
+            if !t.is_finite() || t < 0.0 {
+                return usage(format!(
+                    "invalid --temperature {t}: give 0 (greedy) or a positive number"
+                ));
+            }
+        }
+        let sampling = args.temperature.is_some_and(|t| t > 0.0);
+        if let Some(p) = args.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return usage(format!("invalid --top-p {p}: give a number in (0, 1]"));
+            }
+        }
+        if args.top_k == Some(0) {
+            return usage("invalid --top-k 0: give 1 or more".into());
+        }
+        if !sampling && (args.top_p.is_some() || args.top_k.is_some()) {
+            return usage(
+                "--top-p and --top-k shape sampling: they need --temperature above 0 \
+                 (decoding is greedy otherwise)"
+                    .into(),
+            );
+        }
+        if let Some(p) = args.repeat_penalty {
+            if !p.is_finite() || p <= 0.0 {
+                return usage(format!(
+                    "invalid --repeat-penalty {p}: give a positive number (1 turns it off)"
+                ));
+            }
+        }
+        if args.max_new_tokens == Some(0) {
+            return usage("invalid --max-new-tokens 0: give 1 or more".into());
+        }
+        if args.context_tokens < MIN_CONTEXT_TOKENS {
+            return usage(format!(
+                "invalid --context-tokens {}: give at least {MIN_CONTEXT_TOKENS}",
+                args.context_tokens
+            ));
+        }
+        if let Some(n) = args.max_new_tokens {
+            if n + MIN_CONTEXT_TOKENS / 2 > args.context_tokens {
+                return usage(format!(
+                    "--max-new-tokens {n} leaves no room for the article in --context-tokens {}",
+                    args.context_tokens
+                ));
+            }
+        }
+        Ok(LlmSettings {
+            instruction: args.instruction.clone(),
+            dump_prompt: args.dump_prompt,
+            max_new_tokens: args.max_new_tokens,
+            temperature: args.temperature,
+            top_p: args.top_p,
+            top_k: args.top_k,
+            seed: args.seed,
+            repeat_penalty: args.repeat_penalty,
+            context_tokens: args.context_tokens,
+        })
+    }
+
+    /// The decoding options: the command line's, else the manifest's `[generation]`
+    /// defaults, else greedy with no penalty and 512 new tokens.
+    pub fn decoding(&self, defaults: &toml::Table) -> crate::summarize::decode::Decoding {
+        let float = |key: &str| match defaults.get(key) {
+            Some(toml::Value::Float(f)) => Some(*f),
+            Some(toml::Value::Integer(i)) => Some(*i as f64),
+            _ => None,
+        };
+        let int = |key: &str| match defaults.get(key) {
+            Some(toml::Value::Integer(i)) => usize::try_from(*i).ok(),
+            _ => None,
+        };
+        crate::summarize::decode::Decoding {
+            max_new_tokens: self.max_new_tokens.or(int("max_new_tokens")).unwrap_or(512),
+            temperature: self.temperature.or(float("temperature")).unwrap_or(0.0),
+            top_p: self.top_p,
+            top_k: self.top_k,
+            seed: self.seed,
+            repeat_penalty: self
+                .repeat_penalty
+                .or(float("repeat_penalty").map(|f| f as f32))
+                .unwrap_or(1.0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +232,58 @@ mod tests {
             let err = bad.parse::<Device>().unwrap_err().to_string();
             assert!(err.contains("expected auto, cpu, cuda"), "{err}");
         }
+    }
+
+    fn llm(f: impl FnOnce(&mut cli::LlmArgs)) -> Result<LlmSettings> {
+        let mut args = cli::LlmArgs {
+            context_tokens: 8192,
+            ..Default::default()
+        };
+        f(&mut args);
+        LlmSettings::from_args(&args)
+    }
+
+    #[test]
+    fn llm_options_are_checked() {
+        assert!(llm(|_| {}).is_ok());
+        for (bad, needle) in [
+            (llm(|a| a.temperature = Some(-1.0)), "--temperature"),
+            (llm(|a| a.top_p = Some(0.9)), "need --temperature above 0"),
+            (
+                llm(|a| {
+                    a.temperature = Some(0.7);
+                    a.top_p = Some(1.5)
+                }),
+                "--top-p 1.5",
+            ),
+            (llm(|a| a.repeat_penalty = Some(0.0)), "--repeat-penalty"),
+            (llm(|a| a.max_new_tokens = Some(0)), "--max-new-tokens 0"),
+            (llm(|a| a.context_tokens = 10), "--context-tokens 10"),
+            (llm(|a| a.max_new_tokens = Some(9000)), "no room"),
+        ] {
+            let err = bad.unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn decoding_defaults_come_from_the_manifest() {
+        let manifest: toml::Table =
+            toml::from_str("temperature = 0.0\nmax_new_tokens = 300\nrepeat_penalty = 1.1")
+                .unwrap();
+        let d = llm(|_| {}).unwrap().decoding(&manifest);
+        assert_eq!(d.max_new_tokens, 300);
+        assert!((d.repeat_penalty - 1.1).abs() < 1e-6);
+        let d = llm(|a| a.repeat_penalty = Some(1.0))
+            .unwrap()
+            .decoding(&manifest);
+        assert_eq!(d.repeat_penalty, 1.0);
+        let d = llm(|_| {}).unwrap().decoding(&toml::Table::new());
+        assert_eq!(
+            (d.max_new_tokens, d.temperature, d.repeat_penalty),
+            (512, 0.0, 1.0)
+        );
     }
 
     #[test]
