@@ -55,6 +55,35 @@ impl Device {
         }
     }
 
+    /// The candle device: `auto` takes CUDA, then Metal, when this build has them and a
+    /// device answers, else the CPU.
+    pub fn open(self) -> Result<candle_core::Device> {
+        let fail = |what: &str, e: candle_core::Error| Error::Unsupported {
+            what: format!(
+                "--device {}: cannot open the {what} device ({e}); try --device cpu",
+                self.label()
+            ),
+        };
+        match self {
+            Device::Cpu => Ok(candle_core::Device::Cpu),
+            Device::Cuda(n) => candle_core::Device::new_cuda(n).map_err(|e| fail("CUDA", e)),
+            Device::Metal => candle_core::Device::new_metal(0).map_err(|e| fail("Metal", e)),
+            Device::Auto => {
+                if candle_core::utils::cuda_is_available() {
+                    if let Ok(device) = candle_core::Device::new_cuda(0) {
+                        return Ok(device);
+                    }
+                }
+                if candle_core::utils::metal_is_available() {
+                    if let Ok(device) = candle_core::Device::new_metal(0) {
+                        return Ok(device);
+                    }
+                }
+                Ok(candle_core::Device::Cpu)
+            }
+        }
+    }
+
     pub fn label(self) -> String {
         match self {
             Device::Auto => "auto".into(),
@@ -62,6 +91,19 @@ impl Device {
             Device::Cuda(n) => format!("cuda:{n}"),
             Device::Metal => "metal".into(),
         }
+    }
+}
+
+/// The weight precision: `auto` is f32 on CPU and bf16 on a GPU (f16 on Metal, whose bf16
+/// support depends on the chip).
+pub fn resolve_dtype(dtype: DType, device: &candle_core::Device) -> candle_core::DType {
+    match (dtype, device) {
+        (DType::F32, _) => candle_core::DType::F32,
+        (DType::F16, _) => candle_core::DType::F16,
+        (DType::Bf16, _) => candle_core::DType::BF16,
+        (DType::Auto, candle_core::Device::Cpu) => candle_core::DType::F32,
+        (DType::Auto, candle_core::Device::Metal(_)) => candle_core::DType::F16,
+        (DType::Auto, _) => candle_core::DType::BF16,
     }
 }
 
@@ -284,6 +326,15 @@ mod tests {
             (d.max_new_tokens, d.temperature, d.repeat_penalty),
             (512, 0.0, 1.0)
         );
+    }
+
+    #[test]
+    fn auto_picks_f32_on_cpu() {
+        let cpu = Device::Cpu.open().unwrap();
+        assert_eq!(resolve_dtype(DType::Auto, &cpu), candle_core::DType::F32);
+        assert_eq!(resolve_dtype(DType::Bf16, &cpu), candle_core::DType::BF16);
+        #[cfg(not(any(feature = "cuda", feature = "metal")))]
+        assert!(Device::Auto.open().unwrap().is_cpu());
     }
 
     #[test]
