@@ -298,3 +298,24 @@ fn q8_0_gguf_dequantized_at_load_matches_the_reference_exactly() {
         assert!(diff <= LOGIT_TOLERANCE, "{}: {diff}", case["name"]);
     }
 }
+
+#[test]
+fn streamed_text_equals_the_final_decode() {
+    // DecodeStream re-decodes the tail, so multi-byte characters split over tokens come out
+    // whole; the pieces add up to the text decoded from all ids at once.
+    let chat = chat();
+    let mut lm = load(&tiny());
+    let golden = golden("generate.json");
+    for case in cases(&golden, "generations") {
+        let mut streamed = String::new();
+        let mut sink = |piece: &str| streamed.push_str(piece);
+        let decoding = Decoding {
+            max_new_tokens: 40,
+            ..Decoding::default()
+        };
+        let prompt = ids(&case["prompt_ids"]);
+        let out =
+            decode::generate(lm.as_mut(), &chat, &prompt, &decoding, 512, Some(&mut sink)).unwrap();
+        assert_eq!(streamed, out.text, "{}", case["name"]);
+    }
+}

@@ -196,14 +196,15 @@ fn load_llm(
 ) -> Result<LlmSummarizer> {
     let start = Instant::now();
     let chat = chat_tokenizer(model)?;
-    let device = llm::device(settings.device)?;
+    let device = settings.device.open()?;
     if llm::gguf_file(model).is_some() && settings.dtype != crate::cli::DType::Auto {
         tracing::warn!(
             "--dtype is ignored for a GGUF model: its weights keep the file's quantization \
              and activations run in f32"
         );
     }
-    let lm = llm::load(model, &device, llm::dtype(settings.dtype, &device))?;
+    let dtype = crate::settings::resolve_dtype(settings.dtype, &device);
+    let lm = llm::load(model, &device, dtype)?;
     let info = lm.info().clone();
     let decoding = llm_settings.decoding(&model.generation);
     let context_tokens = llm_settings.context_tokens.min(info.context_length);

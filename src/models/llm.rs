@@ -99,50 +99,6 @@ pub fn architecture_names() -> Vec<&'static str> {
     ARCHITECTURES.iter().map(|a| a.name).collect()
 }
 
-/// The candle device for a `--device` setting. `auto` takes CUDA, then Metal, when this build
-/// has them and the machine too, else the CPU.
-pub fn device(setting: crate::settings::Device) -> Result<Device> {
-    use crate::settings::Device as D;
-    let failed = |e: candle_core::Error| Error::Unsupported {
-        what: format!(
-            "--device {}: the device cannot be used ({e}); try --device cpu",
-            setting.label()
-        ),
-    };
-    match setting {
-        D::Cpu => Ok(Device::Cpu),
-        D::Cuda(n) => Device::new_cuda(n).map_err(failed),
-        D::Metal => Device::new_metal(0).map_err(failed),
-        D::Auto => {
-            if cfg!(feature = "cuda") {
-                if let Ok(d) = Device::new_cuda(0) {
-                    return Ok(d);
-                }
-            }
-            if cfg!(feature = "metal") {
-                if let Ok(d) = Device::new_metal(0) {
-                    return Ok(d);
-                }
-            }
-            Ok(Device::Cpu)
-        }
-    }
-}
-
-/// The activation dtype for dense weights: `auto` is f32 on the CPU, bf16 on CUDA, f16 on
-/// Metal. GGUF models always compute in f32 over their quantized weights.
-pub fn dtype(setting: crate::cli::DType, device: &Device) -> DType {
-    use crate::cli::DType as D;
-    match setting {
-        D::F32 => DType::F32,
-        D::F16 => DType::F16,
-        D::Bf16 => DType::BF16,
-        D::Auto if device.is_cuda() => DType::BF16,
-        D::Auto if device.is_metal() => DType::F16,
-        D::Auto => DType::F32,
-    }
-}
-
 /// The GGUF file of a resolved model, if it has one.
 pub fn gguf_file(model: &ResolvedModel) -> Option<&Path> {
     model

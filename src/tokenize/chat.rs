@@ -336,7 +336,7 @@ impl ChatTemplate {
 
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         // Maps keep their insertion order (as Python dicts do) for `tojson`.
-        let ctx: Value = self
+        let ctx: std::collections::BTreeMap<String, Value> = self
             .special
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(minijinja::value::Serde(v))))
