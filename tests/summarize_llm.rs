@@ -433,3 +433,82 @@ fn llm_options_are_checked_before_any_work() {
             .stderr(contains(needle));
     }
 }
+
+/// Lay out files in the Hub cache as hf-hub and Python do: a ref, a snapshot of links into
+/// blobs named by their SHA-256.
+fn cache_repo(hf_home: &Path, repo: &str, commit: &str, files: &[(&str, PathBuf)]) {
+    use sha2::Digest;
+    let dir = hf_home
+        .join("hub")
+        .join(format!("models--{}", repo.replace('/', "--")));
+    std::fs::create_dir_all(dir.join("refs")).unwrap();
+    std::fs::write(dir.join("refs/main"), commit).unwrap();
+    let snapshot = dir.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(dir.join("blobs")).unwrap();
+    for (name, source) in files {
+        let bytes = std::fs::read(source).unwrap();
+        let sum: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let blob = dir.join("blobs").join(sum);
+        std::fs::write(&blob, &bytes).unwrap();
+        std::os::unix::fs::symlink(&blob, snapshot.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn the_default_registry_model_runs_from_its_gguf_and_tokenizer_repos() {
+    // The registry's qwen2.5-1.5b-instruct takes a .gguf from one repo and the tokenizer
+    // from another; here both are cached with the tiny model's files in their place.
+    let sandbox = Sandbox::new();
+    let gguf_commit = "1111111111111111111111111111111111111111";
+    let base_commit = "2222222222222222222222222222222222222222";
+    cache_repo(
+        &sandbox.hf_home(),
+        "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
+        gguf_commit,
+        &[(
+            "qwen2.5-1.5b-instruct-q4_k_m.gguf",
+            tiny().join("tiny-q8_0.gguf"),
+        )],
+    );
+    let base: Vec<(&str, PathBuf)> = [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    .into_iter()
+    .map(|f| (f, tiny().join(f)))
+    .collect();
+    cache_repo(
+        &sandbox.hf_home(),
+        "Qwen/Qwen2.5-1.5B-Instruct",
+        base_commit,
+        &base,
+    );
+    let out = sandbox
+        .precis()
+        .args([
+            "summarize",
+            "--format",
+            "json",
+            "--max-new-tokens",
+            "10",
+            "-v",
+        ])
+        .arg(sample("03-kim-soutient-moscou.txt"))
+        .assert()
+        .success()
+        .stderr(contains("GGUF Q8_0").and(contains("repeat_penalty: 1.1")));
+    let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        report["model"],
+        format!(
+            "Qwen/Qwen2.5-1.5B-Instruct-GGUF@{gguf_commit} + Qwen/Qwen2.5-1.5B-Instruct@{base_commit}"
+        )
+    );
+    assert!(report["generated_tokens"].as_u64().unwrap() <= 10);
+}
