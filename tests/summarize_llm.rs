@@ -190,6 +190,24 @@ fn dump_prompt_prints_the_exact_prompt_and_exits() {
         &prompt,
     );
 
+    // Over the budget, it says that summarize would split the article.
+    sandbox
+        .precis()
+        .args([
+            "summarize",
+            "--dump-prompt",
+            "-v",
+            "--context-tokens",
+            "600",
+        ])
+        .args(["--max-new-tokens", "100", "--summary-model"])
+        .arg(tiny())
+        .arg(sample("05-ferme-soutien-de-pyongyang.txt"))
+        .assert()
+        .success()
+        .stdout(prompt.clone())
+        .stderr(contains("summarize would split the article"));
+
     // --bullets, --summary-lang and --instruction change it.
     let out = sandbox
         .precis()

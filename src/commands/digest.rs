@@ -108,6 +108,22 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
                 .expect("resolved for --dump-prompt")
                 .chat();
             let prompt = Prompter { chat, spec: &spec }.article_prompt(&loaded.document)?;
+            let model = engines.summary.as_ref().expect("a model for --dump-prompt");
+            let decoding = llm_settings.decoding(&model.generation);
+            let budget = llm_settings
+                .context_tokens
+                .saturating_sub(decoding.max_new_tokens);
+            let tokens = chat.encode(&prompt)?.len();
+            if tokens > budget {
+                tracing::info!(
+                    "{}: this prompt has {tokens} tokens, over the budget of {budget} \
+                     (--context-tokens minus --max-new-tokens): summarize would split the \
+                     article into parts",
+                    loaded.name
+                );
+            } else {
+                tracing::info!("{}: the prompt has {tokens} tokens", loaded.name);
+            }
             return sink.write(&loaded.name, args.io.format, &prompt);
         }
         let format = args.io.format;
