@@ -238,13 +238,6 @@ impl Weights for GgufWeights {
         DType::F32
     }
 
-    fn contains(&self, name: &str) -> bool {
-        self.gguf
-            .content
-            .tensor_infos
-            .contains_key(&gguf_name(name))
-    }
-
     fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<Proj> {
         let weight_name = format!("{name}.weight");
         let weight = self.qtensor(&weight_name)?;

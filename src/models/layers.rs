@@ -17,8 +17,6 @@ pub trait Weights {
     fn device(&self) -> &Device;
     /// The dtype activations run in (the weights' dtype for dense models, f32 for GGUF).
     fn dtype(&self) -> DType;
-    /// Whether a tensor exists (e.g. an untied `lm_head.weight`).
-    fn contains(&self, name: &str) -> bool;
     /// A `[out, in]` matrix `{name}.weight`, and `{name}.bias` when `bias` is set.
     fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize, bias: bool) -> Result<Proj>;
     /// A vector `{name}.weight` (norm weights), in the activation dtype.
@@ -155,12 +153,20 @@ impl Rotary {
     }
 }
 
-/// The additive causal mask for `len` new positions after `offset` cached ones:
-/// `[len, offset + len]`, 0 where a query may look, -inf where it may not.
-pub fn causal_mask(offset: usize, len: usize, device: &Device, dtype: DType) -> Result<Tensor> {
+/// The additive causal mask for `len` new positions after `offset` cached ones, `[rep × len,
+/// offset + len]`: 0 where a query may look, -inf where it may not. Its rows repeat `rep`
+/// times, once per query head sharing a key/value head (see [`Attention::forward`]).
+pub fn causal_mask(
+    offset: usize,
+    len: usize,
+    rep: usize,
+    device: &Device,
+    dtype: DType,
+) -> Result<Tensor> {
     let total = offset + len;
-    let mask: Vec<f32> = (0..len)
-        .flat_map(|i| {
+    let mask: Vec<f32> = (0..rep * len)
+        .flat_map(|row| {
+            let i = row % len;
             (0..total).map(move |j| {
                 if j > offset + i {
                     f32::NEG_INFINITY
@@ -170,7 +176,7 @@ pub fn causal_mask(offset: usize, len: usize, device: &Device, dtype: DType) -> 
             })
         })
         .collect();
-    Tensor::from_vec(mask, (len, total), device)?.to_dtype(dtype)
+    Tensor::from_vec(mask, (rep * len, total), device)?.to_dtype(dtype)
 }
 
 /// Initial KV cache capacity in positions; it grows by as much again when full.
@@ -217,7 +223,8 @@ impl Attention {
         self.cache.reset();
     }
 
-    /// `xs`: `[batch, len, hidden]` at positions following the cached ones.
+    /// `xs`: `[batch, len, hidden]` at positions following the cached ones; `mask` from
+    /// [`causal_mask`] with `rep = n_heads / n_kv_heads` (none for a single position).
     pub fn forward(
         &mut self,
         xs: &Tensor,
@@ -244,12 +251,7 @@ impl Attention {
         let q = q.reshape((b, kv, rep * len, d))?;
         let mut att = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
         if let Some(mask) = mask {
-            let mask = if rep > 1 {
-                Tensor::cat(&vec![mask; rep], 0)?
-            } else {
-                mask.clone()
-            };
-            att = att.broadcast_add(&mask)?;
+            att = att.broadcast_add(mask)?;
         }
         // Softmax in f32 whatever the activation dtype, as transformers does.
         let att =
@@ -290,13 +292,12 @@ mod tests {
 
     #[test]
     fn causal_mask_hides_the_future_only() {
-        let m = causal_mask(2, 2, &Device::Cpu, DType::F32).unwrap();
+        let m = causal_mask(2, 2, 2, &Device::Cpu, DType::F32).unwrap();
         let rows: Vec<Vec<f32>> = m.to_vec2().unwrap();
         let inf = f32::NEG_INFINITY;
-        assert_eq!(
-            rows,
-            vec![vec![0.0, 0.0, 0.0, inf], vec![0.0, 0.0, 0.0, 0.0]]
-        );
+        let first = vec![0.0, 0.0, 0.0, inf];
+        let second = vec![0.0, 0.0, 0.0, 0.0];
+        assert_eq!(rows, vec![first.clone(), second.clone(), first, second]);
     }
 
     #[test]

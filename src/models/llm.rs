@@ -251,10 +251,6 @@ impl Weights for SafetensorsWeights {
         self.vb.dtype()
     }
 
-    fn contains(&self, name: &str) -> bool {
-        self.vb.contains_tensor(name)
-    }
-
     fn linear(
         &mut self,
         name: &str,

@@ -216,6 +216,8 @@ pub struct Qwen2 {
     norm: RmsNorm,
     lm_head: Proj,
     rotary: Rotary,
+    /// Query heads per key/value head (grouped-query attention).
+    heads_per_kv: usize,
     info: LlmInfo,
 }
 
@@ -227,11 +229,9 @@ impl Qwen2 {
             .map(|i| DecoderLayer::new(cfg, w, i))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::new(w.vector("model.norm", cfg.hidden_size)?, cfg.rms_norm_eps);
-        // Tied as config.json says; a GGUF file says so by having no `output.weight`.
-        let lm_head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
-            Proj::tied(&embed_tokens)?
-        } else {
-            w.linear("lm_head", cfg.vocab_size, cfg.hidden_size, false)?
+        let lm_head = match cfg.tie_word_embeddings {
+            true => Proj::tied(&embed_tokens)?,
+            false => w.linear("lm_head", cfg.vocab_size, cfg.hidden_size, false)?,
         };
         Ok(Qwen2 {
             embed_tokens,
@@ -239,6 +239,7 @@ impl Qwen2 {
             norm,
             lm_head,
             rotary: Rotary::new(cfg.head_dim(), cfg.rope_theta, &device, dtype),
+            heads_per_kv: cfg.num_attention_heads / cfg.kv_heads(),
             info: LlmInfo {
                 architecture: ARCHITECTURE.name,
                 vocab_size: cfg.vocab_size,
@@ -265,9 +266,10 @@ impl CausalLm for Qwen2 {
         let ids = Tensor::new(tokens, device)?.unsqueeze(0)?;
         let mut xs = self.embed_tokens.forward(&ids, dtype)?;
         let cos_sin = self.rotary.at(offset, len)?;
+        let rep = self.heads_per_kv;
         let mask = match len {
             1 => None,
-            _ => Some(layers::causal_mask(offset, len, device, dtype)?),
+            _ => Some(layers::causal_mask(offset, len, rep, device, dtype)?),
         };
         for layer in &mut self.layers {
             xs = layer.forward(&xs, &self.rotary, &cos_sin, mask.as_ref())?;

@@ -39,8 +39,8 @@ pub fn config(meta: &GgufMeta) -> Result<Config, LoadError> {
         rms_norm_eps: meta
             .opt_f64("attention.layer_norm_rms_epsilon")?
             .unwrap_or(1e-6),
-        // A GGUF file ties by leaving out `output.weight`; the model checks for it.
-        tie_word_embeddings: false,
+        // A GGUF file ties the output to the embedding by leaving out `output.weight`.
+        tie_word_embeddings: meta.tensor_dims("output.weight").is_none(),
         hidden_act: "silu".into(),
         use_sliding_window: false,
     };
