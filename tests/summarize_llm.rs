@@ -530,3 +530,43 @@ fn the_default_registry_model_runs_from_its_gguf_and_tokenizer_repos() {
     );
     assert!(report["generated_tokens"].as_u64().unwrap() <= 10);
 }
+
+/// On a terminal, the summary shows as the model writes it: the title, then the model's text.
+/// Runs the binary under a pseudo-terminal with util-linux `script` (skipped where absent).
+#[test]
+#[cfg(target_os = "linux")]
+fn on_a_terminal_the_text_streams_as_generated() {
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_script {
+        eprintln!("skipped: no util-linux `script` to give the binary a terminal");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let input = sample("04-sommet-de-pyongyang.txt");
+    let args = ["--max-new-tokens", "24", "--bullets", "2"];
+    let json = summarize_jsonl(&sandbox, &tiny(), &args, std::slice::from_ref(&input));
+    let raw = json[0]["raw"].as_str().unwrap();
+    let command = format!(
+        "{} summarize -q {} --summary-model {} {}",
+        assert_cmd::cargo::cargo_bin("precis").display(),
+        args.join(" "),
+        tiny().display(),
+        input.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(sandbox.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", sandbox.hf_home())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert_eq!(
+        shown,
+        format!("# Poutine salue le soutien nord-coréen lors d’un sommet à Pyongyang\n\n{raw}\n")
+    );
+}
