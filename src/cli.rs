@@ -113,7 +113,48 @@ pub struct DigestArgs {
     pub models: ModelArgs,
 
     #[command(flatten)]
+    pub search: SearchArgs,
+
+    #[command(flatten)]
     pub llm: LlmArgs,
+}
+
+/// Translation search: the model's generation_config.json, overridden here.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Translation search")]
+pub struct SearchArgs {
+    /// Beam size; 1 is greedy (default: the model's, 4 for opus-mt).
+    #[arg(long, value_name = "N")]
+    pub beams: Option<usize>,
+
+    /// Beam scores are divided by length^P: above 1 favours longer outputs.
+    #[arg(long, value_name = "P")]
+    pub length_penalty: Option<f64>,
+
+    /// Longest output in tokens, counting the start token (default: the model's, 512).
+    #[arg(long, value_name = "N")]
+    pub max_length: Option<usize>,
+
+    /// Cut outputs longer than F times their source (like marian-decoder's --max-length-factor).
+    #[arg(long, value_name = "F")]
+    pub max_length_factor: Option<f32>,
+
+    /// Never repeat an n-gram of this size.
+    #[arg(long, value_name = "N")]
+    pub no_repeat_ngram: Option<usize>,
+
+    /// Penalize tokens already generated (transformers' repetition_penalty; 1 is off).
+    #[arg(long, value_name = "P")]
+    pub repetition_penalty: Option<f32>,
+
+    /// Most source tokens in one batch (rows × longest row): sentences are sorted by length
+    /// and cut into batches of this size.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub batch_tokens: usize,
+
+    /// Most sentences in one batch.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub batch_size: usize,
 }
 
 /// How the LLM summary engine prompts and decodes.

@@ -73,11 +73,12 @@ pub enum Error {
     #[error("{what}")]
     Unsupported { what: String },
 
-    #[error("{what}; if this is a GPU, retry with --device cpu (or a smaller --dtype)")]
+    /// A model computation failed (shapes, device, out of memory): the model cannot run here.
+    #[error("{what}")]
     Inference {
         what: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: candle_core::Error,
     },
 
     #[error("cannot write {path}")]

@@ -1,10 +1,12 @@
 //! precis: bullet summaries and faithful English translations of French news articles, with
 //! local transformer models. The modules follow the pipeline: `input` (decode, clean,
-//! structure, segment) → `models` (registry, Hub, loading) → `summarize` → `output`.
+//! structure, segment) → `models` (registry, Hub, loading) → `tokenize` (text ↔ ids) →
+//! `summarize` → `output`.
 
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod generate;
 pub mod input;
 pub mod models;
 pub mod output;
@@ -12,6 +14,7 @@ pub mod report;
 pub mod settings;
 pub mod summarize;
 pub mod tokenize;
+pub mod translate;
 
 use std::io::IsTerminal;
 

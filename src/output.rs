@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::cli::Format;
+use crate::commands::DigestReport;
 use crate::error::{Error, Result};
 use crate::input::{BlockKind, Document};
 use crate::report::SummaryReport;
+use crate::translate::{self, TranslationReport};
 
 /// Where rendered reports go: standard output, or a temporary file renamed over `-o FILE`
 /// when everything was written, so a failed run never leaves half a file.
@@ -198,4 +200,76 @@ pub fn summary_title(title: Option<&str>, format: Format) -> String {
         Some(title) => format!("{title}\n\n"),
         None => String::new(),
     }
+}
+
+/// The translated article's body: title, then each paragraph's sentences joined, list items
+/// and quotes marked as in the source.
+fn translated_body(report: &TranslationReport, md: bool, out: &mut String) {
+    for para in &report.paragraphs {
+        let text = para
+            .sentences
+            .iter()
+            .map(|s| s.target.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let line = match para.kind {
+            BlockKind::ListItem => format!("- {text}\n"),
+            BlockKind::Quote if md => format!("> {text}\n"),
+            _ => format!("{text}\n"),
+        };
+        out.push_str(&line);
+        // Consecutive list items form one list; everything else is its own paragraph.
+        if para.kind != BlockKind::ListItem {
+            out.push('\n');
+        }
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+}
+
+fn heading(text: &str, level: usize, md: bool) -> String {
+    if md {
+        format!("{} {text}\n\n", "#".repeat(level))
+    } else {
+        format!("{text}\n\n")
+    }
+}
+
+/// `precis translate`: the article in English, keeping its structure.
+pub fn translation(report: &TranslationReport, format: Format, count: usize) -> String {
+    if matches!(format, Format::Json | Format::Jsonl) {
+        return json(report, format, count);
+    }
+    let md = format == Format::Md;
+    let mut out = String::new();
+    if let Some(title) = &report.title {
+        out.push_str(&heading(&title.target, 1, md));
+    }
+    translated_body(report, md, &mut out);
+    out
+}
+
+/// `precis FILE`: title, summary bullets, translation.
+pub fn digest(report: &DigestReport, format: Format, count: usize) -> String {
+    if matches!(format, Format::Json | Format::Jsonl) {
+        return json(report, format, count);
+    }
+    let md = format == Format::Md;
+    let mut out = String::new();
+    let title = report
+        .translation
+        .title
+        .as_ref()
+        .map(|t: &translate::Title| t.target.clone())
+        .unwrap_or_else(|| report.input.clone());
+    out.push_str(&heading(&title, 1, md));
+    out.push_str(&heading("Summary", 2, md));
+    for bullet in &report.summary.bullets {
+        out.push_str(&format!("- {bullet}\n"));
+    }
+    out.push('\n');
+    out.push_str(&heading("Translation", 2, md));
+    translated_body(&report.translation, md, &mut out);
+    out
 }

@@ -24,14 +24,18 @@ pub struct Timings(BTreeMap<String, f64>);
 impl Timings {
     /// Record the time since `start` under `stage`.
     pub fn record(&mut self, stage: &str, start: Instant) {
-        self.add(stage, start.elapsed().as_secs_f64());
+        self.set(stage, start.elapsed().as_secs_f64() * 1000.0);
     }
 
-    /// Record `secs` seconds under `stage`.
-    pub fn add(&mut self, stage: &str, secs: f64) {
-        let ms = secs * 1000.0;
+    /// Record `ms` milliseconds under `stage`.
+    pub fn set(&mut self, stage: &str, ms: f64) {
         self.0
             .insert(format!("{stage}_ms"), (ms * 1000.0).round() / 1000.0);
+    }
+
+    /// Another report's timings added to these.
+    pub fn merge(&mut self, other: &Timings) {
+        self.0.extend(other.0.iter().map(|(k, v)| (k.clone(), *v)));
     }
 }
 

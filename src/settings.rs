@@ -259,6 +259,48 @@ impl LlmSettings {
     }
 }
 
+/// The translation search overrides and batching, checked.
+pub fn search_settings(
+    args: &cli::SearchArgs,
+) -> Result<(
+    crate::generate::GenerationSettings,
+    crate::translate::Batching,
+)> {
+    let bad = |flag: &str, why: &str| Err(Error::Usage(format!("invalid {flag}: {why}")));
+    if args.beams == Some(0) {
+        return bad("--beams 0", "give 1 (greedy) or more");
+    }
+    if args.max_length.is_some_and(|n| n < 2) {
+        return bad(
+            "--max-length",
+            "give at least 2 (the start token and one more)",
+        );
+    }
+    if args
+        .max_length_factor
+        .is_some_and(|f| !(f.is_finite() && f > 0.0))
+    {
+        return bad("--max-length-factor", "give a positive number, e.g. 2");
+    }
+    if args.batch_tokens == 0 || args.batch_size == 0 {
+        return bad("--batch-tokens/--batch-size", "give a positive number");
+    }
+    let overrides = crate::generate::GenerationSettings {
+        num_beams: args.beams,
+        length_penalty: args.length_penalty,
+        max_length: args.max_length,
+        no_repeat_ngram_size: args.no_repeat_ngram,
+        repetition_penalty: args.repetition_penalty,
+        ..Default::default()
+    };
+    let batching = crate::translate::Batching {
+        batch_tokens: args.batch_tokens,
+        batch_size: args.batch_size,
+        max_length_factor: args.max_length_factor,
+    };
+    Ok((overrides, batching))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,9 @@
-//! `precis FILE`, `digest`, `summarize` and `translate`: models resolved once, then each
-//! article through the pipeline and the engines.
+//! `precis FILE`, `digest`, `summarize` and `translate`: models resolved and loaded once,
+//! then each article through the pipeline and the engines.
 
 use std::time::Instant;
+
+use serde::Serialize;
 
 use crate::cli::{DigestArgs, Engine, SummaryLang};
 use crate::error::{Error, Result};
@@ -9,10 +11,11 @@ use crate::input::{self, Loaded};
 use crate::models::{llm, ResolvedModel, Resolver, Role};
 use crate::output::{self, Sink};
 use crate::report::{Stop, SummaryReport, Timings};
-use crate::settings::{LlmSettings, ModelSettings};
+use crate::settings::{self, LlmSettings, ModelSettings};
 use crate::summarize::extractive;
 use crate::summarize::llm::{Budget, LlmSummarizer, Prompter, SummarySpec};
 use crate::tokenize::chat::{ChatFiles, ChatTokenizer};
+use crate::translate::{TranslationReport, Translator};
 
 /// Which halves of the digest to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +34,18 @@ impl Mode {
     }
 }
 
-/// The models a run needs, resolved (and checked) before any article is read, so that a
-/// missing model fails in a second, not after the first article.
+/// A digest: the summary and the translation of one article.
+#[derive(Debug, Serialize)]
+pub struct DigestReport {
+    pub input: String,
+    pub summary: SummaryReport,
+    pub translation: TranslationReport,
+}
+
+/// The engines a run needs, resolved, checked and loaded before any article is read, so that
+/// a missing model fails in a second, not after the first article.
 struct Engines {
-    translation: Option<ResolvedModel>,
+    translator: Option<Translator>,
     summary: Option<ResolvedModel>,
     llm: Option<LlmEngine>,
 }
@@ -80,53 +91,24 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
     let llm_settings = LlmSettings::from_args(&args.llm)?;
     check_combinations(&settings, &llm_settings, mode)?;
     let sources = super::sources(&args.io)?;
-    let mut engines = resolve_engines(&settings, &llm_settings, mode, quiet)?;
+    let mut engines = load_engines(args, &settings, &llm_settings, mode, quiet)?;
     let spec = SummarySpec {
         bullets: settings.bullets,
         language: settings.summary_lang,
         instruction: llm_settings.instruction.clone(),
     };
-    if mode.summarizes()
-        && settings.engine == Engine::Extractive
-        && settings.summary_lang == SummaryLang::En
-    {
-        tracing::warn!(
-            "the extractive engine quotes the article, so its bullets are in French \
-             (English bullets from it need the translation engine)"
-        );
-    }
-    let mut sink = Sink::new(args.io.output.as_deref(), sources.len())?;
+    let count = sources.len();
+    let format = args.io.format;
+    let mut sink = Sink::new(args.io.output.as_deref(), count)?;
     super::for_each_source(&sources, |source| {
         let start = Instant::now();
         let loaded = input::load(source, args.io.keep_boilerplate)?;
         let mut timings = Timings::default();
         timings.record("input", start);
         if llm_settings.dump_prompt {
-            let chat = engines
-                .llm
-                .as_ref()
-                .expect("resolved for --dump-prompt")
-                .chat();
-            let prompt = Prompter { chat, spec: &spec }.article_prompt(&loaded.document)?;
-            let model = engines.summary.as_ref().expect("a model for --dump-prompt");
-            let decoding = llm_settings.decoding(&model.generation);
-            let budget = llm_settings
-                .context_tokens
-                .saturating_sub(decoding.max_new_tokens);
-            let tokens = chat.encode(&prompt)?.len();
-            if tokens > budget {
-                tracing::info!(
-                    "{}: this prompt has {tokens} tokens, over the budget of {budget} \
-                     (--context-tokens minus --max-new-tokens): summarize would split the \
-                     article into parts",
-                    loaded.name
-                );
-            } else {
-                tracing::info!("{}: the prompt has {tokens} tokens", loaded.name);
-            }
-            return sink.write(&loaded.name, args.io.format, &prompt);
+            let prompt = dump_prompt(&loaded, &spec, &engines, &llm_settings)?;
+            return sink.write(&loaded.name, format, &prompt);
         }
-        let format = args.io.format;
         let title = loaded.document.title.as_deref();
         let rendered = match mode {
             Mode::Summarize if settings.engine == Engine::Llm && sink.is_terminal(format) => {
@@ -144,6 +126,7 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
                     &spec,
                     &mut engines,
                     timings,
+                    None,
                     Some(&mut show),
                 )?;
                 if let Some(err) = failed {
@@ -152,17 +135,73 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
                 return sink.more(if report.raw.ends_with('\n') { "" } else { "\n" });
             }
             Mode::Summarize => {
-                let report = summarize(&loaded, &settings, &spec, &mut engines, timings, None)?;
-                output::summary(&report, title, format, sources.len())
+                let report =
+                    summarize(&loaded, &settings, &spec, &mut engines, timings, None, None)?;
+                output::summary(&report, title, format, count)
             }
-            Mode::Translate | Mode::Digest => return Err(engine_missing(&engines)),
+            Mode::Translate => {
+                let mut report = translate(&loaded, &engines)?;
+                report.timings.merge(&timings);
+                output::translation(&report, format, count)
+            }
+            Mode::Digest => {
+                let translation = translate(&loaded, &engines)?;
+                let summary = summarize(
+                    &loaded,
+                    &settings,
+                    &spec,
+                    &mut engines,
+                    timings,
+                    Some(&translation),
+                    None,
+                )?;
+                let report = DigestReport {
+                    input: loaded.name.clone(),
+                    summary,
+                    translation,
+                };
+                output::digest(&report, format, count)
+            }
         };
         sink.write(&loaded.name, format, &rendered)
     })?;
     sink.finish()
 }
 
-fn resolve_engines(
+/// `--dump-prompt`: the prompt the model would read for this article, byte for byte.
+fn dump_prompt(
+    loaded: &Loaded,
+    spec: &SummarySpec,
+    engines: &Engines,
+    llm_settings: &LlmSettings,
+) -> Result<String> {
+    let chat = engines
+        .llm
+        .as_ref()
+        .expect("resolved for --dump-prompt")
+        .chat();
+    let prompt = Prompter { chat, spec }.article_prompt(&loaded.document)?;
+    let model = engines.summary.as_ref().expect("a model for --dump-prompt");
+    let decoding = llm_settings.decoding(&model.generation);
+    let budget = llm_settings
+        .context_tokens
+        .saturating_sub(decoding.max_new_tokens);
+    let tokens = chat.encode(&prompt)?.len();
+    if tokens > budget {
+        tracing::info!(
+            "{}: this prompt has {tokens} tokens, over the budget of {budget} \
+             (--context-tokens minus --max-new-tokens): summarize would split the \
+             article into parts",
+            loaded.name
+        );
+    } else {
+        tracing::info!("{}: the prompt has {tokens} tokens", loaded.name);
+    }
+    Ok(prompt)
+}
+
+fn load_engines(
+    args: &DigestArgs,
     settings: &ModelSettings,
     llm_settings: &LlmSettings,
     mode: Mode,
@@ -189,15 +228,64 @@ fn resolve_engines(
         )?))),
         None => None,
     };
-    let translation = match mode.translates() && !llm_settings.dump_prompt {
-        true => Some(resolve(&settings.translation_model, Role::Translation)?),
-        false => None,
+    if llm_settings.dump_prompt {
+        // The prompt is all this run prints: no translation model is needed.
+        return Ok(Engines {
+            translator: None,
+            summary,
+            llm,
+        });
+    }
+    let extractive_en = mode.summarizes()
+        && settings.engine == Engine::Extractive
+        && settings.summary_lang == SummaryLang::En;
+    let translator = if mode.translates() {
+        Some(load_translator(
+            &resolve(&settings.translation_model, Role::Translation)?,
+            args,
+            settings,
+        )?)
+    } else if extractive_en {
+        // English bullets from the extractive engine need the translation model, used only
+        // if it is already here: a summary never triggers a 300 MB download.
+        match resolver.resolve_cached(&settings.translation_model, Role::Translation) {
+            Ok(model) => Some(load_translator(&model, args, settings)?),
+            Err(err) => {
+                tracing::warn!(
+                    "the extractive engine quotes the article, so its bullets stay in French: \
+                     English needs the translation model ({})",
+                    crate::error_chain(&err).lines().next().unwrap_or_default()
+                );
+                None
+            }
+        }
+    } else {
+        None
     };
     Ok(Engines {
-        translation,
+        translator,
         summary,
         llm,
     })
+}
+
+fn load_translator(
+    model: &ResolvedModel,
+    args: &DigestArgs,
+    settings: &ModelSettings,
+) -> Result<Translator> {
+    let (overrides, batching) = settings::search_settings(&args.search)?;
+    let device = settings.device.open()?;
+    let dtype = settings::resolve_dtype(settings.dtype, &device);
+    Translator::load(model, &device, dtype, &overrides, batching)
+}
+
+fn translate(loaded: &Loaded, engines: &Engines) -> Result<TranslationReport> {
+    let translator = engines
+        .translator
+        .as_ref()
+        .expect("translator loaded for this mode");
+    translator.translate_document(&loaded.name, &loaded.document)
 }
 
 fn chat_tokenizer(model: &ResolvedModel) -> Result<ChatTokenizer> {
@@ -219,7 +307,7 @@ fn load_llm(
              and activations run in f32"
         );
     }
-    let dtype = crate::settings::resolve_dtype(settings.dtype, &device);
+    let dtype = settings::resolve_dtype(settings.dtype, &device);
     let lm = llm::load(model, &device, dtype)?;
     let info = lm.info().clone();
     let decoding = llm_settings.decoding(&model.generation);
@@ -231,7 +319,7 @@ fn load_llm(
             info.context_length
         );
     }
-    if decoding.max_new_tokens + crate::settings::MIN_CONTEXT_TOKENS / 2 > context_tokens {
+    if decoding.max_new_tokens + settings::MIN_CONTEXT_TOKENS / 2 > context_tokens {
         return Err(Error::Usage(format!(
             "--max-new-tokens {} leaves no room for the article in a context of {context_tokens} tokens",
             decoding.max_new_tokens
@@ -261,21 +349,52 @@ fn load_llm(
 /// Prompt tokens fed to the model at once: attention scores stay `512 × context`.
 const PREFILL_CHUNK: usize = 512;
 
-/// The model engines land in their own modules; until a model's engine is built in, say so
-/// plainly rather than pretend.
-fn engine_missing(engines: &Engines) -> Error {
-    let model = engines
-        .translation
-        .as_ref()
-        .or(engines.summary.as_ref())
-        .map(|m| format!("{} ({})", m.id, m.architecture))
-        .unwrap_or_default();
-    Error::Unsupported {
-        what: format!(
-            "{model}: the model loaded and checked, but this build of precis has no inference \
-             engine for it yet; summaries work today with `--engine extractive`"
-        ),
+/// A summary from the LLM engine.
+fn summarize_llm(
+    loaded: &Loaded,
+    spec: &SummarySpec,
+    engines: &mut Engines,
+    mut timings: Timings,
+    stream: Option<&mut dyn FnMut(&str)>,
+) -> Result<SummaryReport> {
+    let Some(LlmEngine::Loaded(engine)) = engines.llm.as_mut() else {
+        unreachable!("the LLM is loaded when it summarizes")
+    };
+    let model = engines.summary.as_ref().expect("an llm engine has a model");
+    let start = Instant::now();
+    let summary = engine.summarize(&loaded.document, spec, stream)?;
+    timings.record("summarize", start);
+    timings.set("prefill", summary.prefill_secs * 1000.0);
+    timings.set("generate", summary.generate_secs * 1000.0);
+    if summary.stop == Stop::Length {
+        tracing::warn!(
+            "{}: the summary was cut by the token limit (--max-new-tokens {}): \
+             its last bullet may be incomplete",
+            loaded.name,
+            engine.decoding.max_new_tokens
+        );
     }
+    if summary.bullets.len() < spec.bullets {
+        tracing::warn!(
+            "{}: the model wrote {} bullets, not {}",
+            loaded.name,
+            summary.bullets.len(),
+            spec.bullets
+        );
+    }
+    Ok(SummaryReport {
+        input: loaded.name.clone(),
+        bullets: summary.bullets,
+        language: spec.language,
+        engine: Engine::Llm,
+        model: Some(model.id.clone()),
+        raw: summary.raw,
+        stop: summary.stop,
+        prompt_tokens: summary.prompt_tokens,
+        generated_tokens: summary.generated_tokens,
+        timings,
+        removed: loaded.document.removed.clone(),
+    })
 }
 
 fn summarize(
@@ -284,63 +403,61 @@ fn summarize(
     spec: &SummarySpec,
     engines: &mut Engines,
     mut timings: Timings,
+    translation: Option<&TranslationReport>,
     stream: Option<&mut dyn FnMut(&str)>,
 ) -> Result<SummaryReport> {
     if settings.engine == Engine::Llm {
-        let Some(LlmEngine::Loaded(engine)) = engines.llm.as_mut() else {
-            return Err(engine_missing(engines));
-        };
-        let model = engines.summary.as_ref().expect("an llm engine has a model");
-        let start = Instant::now();
-        let summary = engine.summarize(&loaded.document, spec, stream)?;
-        timings.record("summarize", start);
-        timings.add("prefill", summary.prefill_secs);
-        timings.add("generate", summary.generate_secs);
-        if summary.stop == Stop::Length {
-            tracing::warn!(
-                "{}: the summary was cut by the token limit (--max-new-tokens {}): \
-                 its last bullet may be incomplete",
-                loaded.name,
-                engine.decoding.max_new_tokens
-            );
-        }
-        if summary.bullets.len() < spec.bullets {
-            tracing::warn!(
-                "{}: the model wrote {} bullets, not {}",
-                loaded.name,
-                summary.bullets.len(),
-                spec.bullets
-            );
-        }
-        return Ok(SummaryReport {
-            input: loaded.name.clone(),
-            bullets: summary.bullets,
-            language: spec.language,
-            engine: Engine::Llm,
-            model: Some(model.id.clone()),
-            raw: summary.raw,
-            stop: summary.stop,
-            prompt_tokens: summary.prompt_tokens,
-            generated_tokens: summary.generated_tokens,
-            timings,
-            removed: loaded.document.removed.clone(),
-        });
+        return summarize_llm(loaded, spec, engines, timings, stream);
     }
     let start = Instant::now();
     let picked = extractive::summarize(&loaded.document, settings.bullets);
+    let english = settings.summary_lang == SummaryLang::En;
+    let (bullets, language, stop) = match (english, translation, &engines.translator) {
+        // The digest already translated every sentence: take the picked ones' translations.
+        (true, Some(t), _) => {
+            let pick = |p: &extractive::Picked| {
+                let s = &t.paragraphs[p.paragraph].sentences[p.sentence];
+                (s.target.clone(), s.stop)
+            };
+            let (bullets, stops): (Vec<_>, Vec<_>) = picked.iter().map(pick).unzip();
+            (bullets, SummaryLang::En, worst(&stops))
+        }
+        (true, None, Some(translator)) => {
+            let texts: Vec<&str> = picked.iter().map(|p| p.text.as_str()).collect();
+            let (bullets, stops): (Vec<_>, Vec<_>) =
+                translator.translate(&texts)?.into_iter().unzip();
+            (bullets, SummaryLang::En, worst(&stops))
+        }
+        _ => (
+            picked.into_iter().map(|p| p.text).collect(),
+            SummaryLang::Fr,
+            Stop::Eos,
+        ),
+    };
     timings.record("summarize", start);
-    let bullets: Vec<String> = picked.into_iter().map(|p| p.text).collect();
     Ok(SummaryReport {
         input: loaded.name.clone(),
         raw: bullets.join("\n"),
         bullets,
-        language: SummaryLang::Fr,
+        language,
         engine: Engine::Extractive,
-        model: None,
-        stop: Stop::Eos,
+        model: engines
+            .translator
+            .as_ref()
+            .filter(|_| language == SummaryLang::En)
+            .map(|t| t.id().to_string()),
+        stop,
         prompt_tokens: 0,
         generated_tokens: 0,
         timings,
         removed: loaded.document.removed.clone(),
     })
+}
+
+fn worst(stops: &[Stop]) -> Stop {
+    if stops.contains(&Stop::Length) {
+        Stop::Length
+    } else {
+        Stop::Eos
+    }
 }

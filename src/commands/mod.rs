@@ -1,6 +1,8 @@
 //! The commands: each takes validated arguments, runs the pipeline and writes its output.
 
 mod digest;
+
+pub use digest::DigestReport;
 mod inspect;
 mod models;
 

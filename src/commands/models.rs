@@ -207,14 +207,9 @@ fn verify(resolver: &Resolver, names: &[String]) -> Result<()> {
         let files = match parse_spec(name, &resolver.registry)? {
             ModelSpec::Registry(m) => resolver.cached_files(&m),
             ModelSpec::Local(_) | ModelSpec::Hub { .. } => {
-                let hub = Resolver {
-                    hub: offline(&resolver.hub),
-                    registry: resolver.registry.clone(),
-                    quiet: true,
-                };
-                let model = hub
-                    .resolve(name, Role::Translation)
-                    .or_else(|_| hub.resolve(name, Role::Summary))?;
+                let model = resolver
+                    .resolve_cached(name, Role::Translation)
+                    .or_else(|_| resolver.resolve_cached(name, Role::Summary))?;
                 model.files.into_iter().map(|(f, p)| (f, Some(p))).collect()
             }
         };
@@ -250,11 +245,4 @@ fn verify(resolver: &Resolver, names: &[String]) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// The same hub settings with downloads off: verify checks what is there, it fetches nothing.
-fn offline(hub: &crate::models::hub::Hub) -> crate::models::hub::Hub {
-    let mut hub = hub.clone();
-    hub.offline = Some("1 (models verify)".into());
-    hub
 }

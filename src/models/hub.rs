@@ -82,6 +82,14 @@ impl Hub {
         }
     }
 
+    /// The same settings with downloads off (`why` shows in messages as HF_HUB_OFFLINE's value).
+    pub fn offline(&self, why: &str) -> Hub {
+        Hub {
+            offline: Some(why.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// The cache folder of one model repository.
     pub fn repo_dir(&self, repo: &str) -> PathBuf {
         self.cache_dir

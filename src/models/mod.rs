@@ -6,6 +6,7 @@ pub mod gguf;
 pub mod hub;
 pub mod layers;
 pub mod llm;
+pub mod marian;
 pub mod qwen2;
 pub mod qwen2_gguf;
 pub mod registry;
@@ -198,6 +199,16 @@ impl Resolver {
             files::check(path)?;
         }
         Ok(resolved)
+    }
+
+    /// Resolve from the cache alone: never downloads.
+    pub fn resolve_cached(&self, arg: &str, role: Role) -> Result<ResolvedModel> {
+        Resolver {
+            hub: self.hub.offline("1 (cached models only)"),
+            registry: self.registry.clone(),
+            quiet: true,
+        }
+        .resolve(arg, role)
     }
 
     /// A registry model: every file its manifest lists, from the cache or the Hub.

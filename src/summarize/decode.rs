@@ -54,7 +54,7 @@ pub struct Generation {
 fn inference(e: candle_core::Error) -> Error {
     Error::Inference {
         what: "the summary model failed".into(),
-        source: Box::new(e),
+        source: e,
     }
 }
 

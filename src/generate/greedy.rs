@@ -1,0 +1,126 @@
+//! Greedy search (transformers' `_sample` without sampling): the processors run on the raw
+//! logits, the highest score wins (the lowest id on ties, as `argmax`), and a row stops on an
+//! EOS or at `max_length`; finished rows leave the decoder.
+
+use super::processors::{log_sum_exp, Processors};
+use super::{host_rows, stop_reason, GenerateOptions, Generated, StepDecoder};
+use crate::error::Result;
+
+/// One sentence being decoded.
+struct Row {
+    sentence: usize,
+    tokens: Vec<u32>,
+    score: f32,
+}
+
+pub fn search(
+    decoder: &mut dyn StepDecoder,
+    prefixes: &[Vec<u32>],
+    options: &GenerateOptions,
+    max_length: usize,
+) -> Result<Vec<Generated>> {
+    let processors = Processors::new(options, max_length);
+    let prefix_len = prefixes[0].len();
+    let mut rows: Vec<Row> = prefixes
+        .iter()
+        .enumerate()
+        .map(|(sentence, p)| Row {
+            sentence,
+            tokens: p.clone(),
+            score: 0.0,
+        })
+        .collect();
+    let mut out: Vec<Option<Generated>> = vec![None; prefixes.len()];
+    while !rows.is_empty() {
+        let last: Vec<u32> = rows.iter().map(|r| r.tokens[r.tokens.len() - 1]).collect();
+        let logits = host_rows(&decoder.step(&last)?, rows.len())?;
+        for (row, mut scores) in rows.iter_mut().zip(logits) {
+            processors.apply(&row.tokens, &mut scores);
+            let token = argmax(&scores);
+            row.score += log_prob(&scores, token, options.renormalize_logits);
+            row.tokens.push(token as u32);
+        }
+        let finished = |r: &Row| {
+            r.tokens.len() >= max_length
+                || options.eos_token_id.contains(&r.tokens[r.tokens.len() - 1])
+        };
+        let keep: Vec<u32> = (0..rows.len() as u32)
+            .filter(|&i| !finished(&rows[i as usize]))
+            .collect();
+        if keep.len() == rows.len() {
+            continue;
+        }
+        let (done, running): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|r| finished(r));
+        for row in done {
+            out[row.sentence] = Some(Generated {
+                stop: stop_reason(row.tokens.len(), max_length),
+                ids: row.tokens[prefix_len..].to_vec(),
+                score: row.score,
+            });
+        }
+        rows = running;
+        if !rows.is_empty() {
+            decoder.select(&keep)?;
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|g| g.expect("every row finishes"))
+        .collect())
+}
+
+/// Index of the highest score, the first one on ties.
+pub fn argmax(scores: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &s) in scores.iter().enumerate() {
+        if s > scores[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The log-probability of `token` under `scores` (already log-probabilities when normalized).
+fn log_prob(scores: &[f32], token: usize, normalized: bool) -> f32 {
+    if normalized {
+        scores[token]
+    } else {
+        scores[token] - log_sum_exp(scores)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::tests::ScriptedDecoder;
+    use crate::generate::{GenerationSettings, TokenIds};
+    use crate::report::Stop;
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
+    }
+
+    #[test]
+    fn rows_stop_on_eos_or_length_and_leave_the_decoder() {
+        // vocab: 0 = EOS, 1..=3 words. Sentence 0 says 2 then EOS; sentence 1 always 3.
+        let mut dec = ScriptedDecoder::new(2, |src, history| match (src, history.len()) {
+            (0, 1) => vec![0.0, 0.0, 1.0, 0.0],
+            (0, _) => vec![1.0, 0.0, 0.0, 0.0],
+            _ => vec![0.0, 0.0, 0.0, 1.0],
+        });
+        let settings = GenerationSettings {
+            eos_token_id: Some(TokenIds::One(0)),
+            max_length: Some(5),
+            ..Default::default()
+        };
+        let options = GenerateOptions::new(&settings).unwrap();
+        let out = search(&mut dec, &[vec![9], vec![9]], &options, 5).unwrap();
+        assert_eq!(out[0].ids, vec![2, 0]);
+        assert_eq!(out[0].stop, Stop::Eos);
+        assert_eq!(out[1].ids, vec![3, 3, 3, 3]);
+        assert_eq!(out[1].stop, Stop::Length);
+        assert_eq!(dec.selections, vec![vec![1]], "the finished row left");
+    }
+}

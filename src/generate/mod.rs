@@ -1,0 +1,153 @@
+//! Search: turn a decoder's next-token logits into token sequences, greedily or with beam
+//! search, with transformers' `generate` semantics (its logits processors, stopping rules, beam
+//! bookkeeping and length penalty), so that the same model gives the same ids.
+//!
+//! Model-agnostic: a model takes part through [`StepDecoder`] (feed one token per row, get
+//! logits; keep some rows). Each sentence of a batch starts from its own prefix (a Marian
+//! decoder start token, an LLM's last prompt token) and is searched independently; a sentence
+//! that is finished leaves the decoder's rows, so later steps get cheaper. Logits come back to
+//! the host once per step, where the processors and the selection run on plain slices.
+//!
+//! Not here: tokenization, and anything about a model's layers.
+
+pub mod beam;
+pub mod greedy;
+pub mod options;
+pub mod processors;
+
+use candle_core::Tensor;
+
+pub use options::{EarlyStopping, GenerateOptions, GenerationSettings, TokenIds};
+
+use crate::error::{Error, Result};
+use crate::report::Stop;
+
+/// A decoder that the search can drive, one step at a time.
+pub trait StepDecoder {
+    /// Feed one token per row (the token each row just took); get the logits of every row's
+    /// next token, f32 [rows, vocab].
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor>;
+
+    /// Keep these rows, in this order (a row may be repeated): beam reordering, and rows
+    /// whose sentence is finished leaving.
+    fn select(&mut self, rows: &[u32]) -> Result<()>;
+}
+
+/// One sentence's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// The generated ids, without the prefix (the decoder start token). As in transformers'
+    /// output sequence, the last id is the EOS whenever generation ended on one, including an
+    /// EOS forced at the last position by `forced_eos_token_id`; callers strip it (decoding
+    /// with special tokens skipped does).
+    pub ids: Vec<u32>,
+    /// `Length` when the sequence reached `max_length` (even if an EOS was forced there),
+    /// `Eos` when the model ended it earlier.
+    pub stop: Stop,
+    /// Beam search: transformers' `sequences_scores` (sum of log-probabilities over
+    /// generated_len^length_penalty). Greedy: the sum of the chosen tokens' log-probabilities
+    /// (after the logits processors).
+    pub score: f32,
+}
+
+/// Search every sentence from its prefix: greedy when `num_beams` is 1, beam search otherwise.
+/// The decoder starts with one row per prefix. All prefixes must have the same length (as a
+/// batch in transformers does); `max_length` counts them.
+pub fn generate(
+    decoder: &mut dyn StepDecoder,
+    prefixes: &[Vec<u32>],
+    options: &GenerateOptions,
+) -> Result<Vec<Generated>> {
+    if prefixes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let prefix_len = prefixes[0].len();
+    if prefix_len == 0 || prefixes.iter().any(|p| p.len() != prefix_len) {
+        return Err(Error::Usage(
+            "generation needs non-empty prefixes of one length".into(),
+        ));
+    }
+    let max_length = options.max_length_for(prefix_len);
+    if prefix_len >= max_length {
+        return Err(Error::Usage(format!(
+            "max_length {max_length} leaves no room to generate after a prefix of {prefix_len} tokens"
+        )));
+    }
+    if options.num_beams > 1 {
+        beam::search(decoder, prefixes, options, max_length)
+    } else {
+        greedy::search(decoder, prefixes, options, max_length)
+    }
+}
+
+/// The logits of a step as host rows.
+fn host_rows(logits: &Tensor, rows: usize) -> Result<Vec<Vec<f32>>> {
+    let inference = |e| Error::Inference {
+        what: "cannot read the logits".into(),
+        source: e,
+    };
+    let host = logits.to_vec2::<f32>().map_err(inference)?;
+    if host.len() != rows {
+        return Err(inference(candle_core::Error::Msg(format!(
+            "{} rows of logits for {rows} decoder rows",
+            host.len()
+        ))));
+    }
+    Ok(host)
+}
+
+/// How a finished sequence stopped: it reached the length limit, or the model ended it.
+fn stop_reason(len: usize, max_length: usize) -> Stop {
+    if len >= max_length {
+        Stop::Length
+    } else {
+        Stop::Eos
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    type Script = Box<dyn Fn(usize, &[u32]) -> Vec<f32>>;
+
+    /// A decoder whose logits a closure gives from (the row's sentence, the tokens it was fed),
+    /// recording every selection.
+    pub struct ScriptedDecoder {
+        rows: Vec<(usize, Vec<u32>)>,
+        script: Script,
+        pub selections: Vec<Vec<u32>>,
+    }
+
+    impl ScriptedDecoder {
+        pub fn new(sentences: usize, script: impl Fn(usize, &[u32]) -> Vec<f32> + 'static) -> Self {
+            ScriptedDecoder {
+                rows: (0..sentences).map(|s| (s, Vec::new())).collect(),
+                script: Box::new(script),
+                selections: Vec::new(),
+            }
+        }
+    }
+
+    impl StepDecoder for ScriptedDecoder {
+        fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+            assert_eq!(tokens.len(), self.rows.len());
+            let mut flat = Vec::new();
+            for (row, &t) in self.rows.iter_mut().zip(tokens) {
+                row.1.push(t);
+                flat.extend((self.script)(row.0, &row.1));
+            }
+            let vocab = flat.len() / tokens.len();
+            Ok(Tensor::from_vec(flat, (tokens.len(), vocab), &candle_core::Device::Cpu).unwrap())
+        }
+
+        fn select(&mut self, rows: &[u32]) -> Result<()> {
+            self.rows = rows
+                .iter()
+                .map(|&r| self.rows[r as usize].clone())
+                .collect();
+            self.selections.push(rows.to_vec());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! Whole-article translation: every sentence (and the title) tokenized, sentences too long
+//! for the model split at clause boundaries, all of them sorted by length and cut into
+//! batches by a token budget, searched, and put back in article order and structure.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, GenerationSettings};
+use crate::input::{BlockKind, Document};
+use crate::models::marian::MarianModel;
+use crate::models::ResolvedModel;
+use crate::report::{Stop, Timings};
+use crate::tokenize::marian::MarianTokenizer;
+
+/// One translated sentence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sentence {
+    pub source: String,
+    pub target: String,
+    pub stop: Stop,
+}
+
+/// A translated title: no stop reason in the documented JSON, but a cut title is warned about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Title {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Paragraph {
+    pub kind: BlockKind,
+    pub sentences: Vec<Sentence>,
+}
+
+/// An article's translation, as `translate --format json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TranslationReport {
+    pub input: String,
+    pub title: Option<Title>,
+    pub paragraphs: Vec<Paragraph>,
+    pub model: String,
+    /// Tokens generated for the whole article (EOS included).
+    pub generated_tokens: usize,
+    pub timings: Timings,
+}
+
+/// How batches are cut and how long outputs may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most padded source tokens in one batch (rows × longest row).
+    pub batch_tokens: usize,
+    /// Most sentences in one batch.
+    pub batch_size: usize,
+    /// Outputs longer than this multiple of their source (in tokens) are cut, like
+    /// marian-decoder's --max-length-factor; None leaves only the model's max_length.
+    pub max_length_factor: Option<f32>,
+}
+
+/// A loaded translation model with its tokenizer and search settings.
+pub struct Translator {
+    model: MarianModel,
+    tokenizer: MarianTokenizer,
+    options: GenerateOptions,
+    batching: Batching,
+    id: String,
+    load_ms: f64,
+}
+
+impl Translator {
+    /// Load the model and tokenizer; the model's generation settings with `overrides` on top.
+    pub fn load(
+        resolved: &ResolvedModel,
+        device: &candle_core::Device,
+        dtype: candle_core::DType,
+        overrides: &GenerationSettings,
+        batching: Batching,
+    ) -> Result<Translator> {
+        let start = Instant::now();
+        let tokenizer = MarianTokenizer::from_model(resolved)?;
+        let model = MarianModel::load(resolved, device, dtype)?;
+        let options = GenerateOptions::for_model(resolved, overrides)?;
+        tracing::info!(
+            "translation: {} ({} beams, max_length {}) loaded in {:.0} ms",
+            resolved.id,
+            options.num_beams,
+            options.max_length,
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+        Ok(Translator {
+            tokenizer,
+            model,
+            options,
+            batching,
+            id: resolved.id.clone(),
+            load_ms: start.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// `repo@commit` (or `local:…`) of the model.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Translate a document, keeping its title, paragraphs and list items.
+    pub fn translate_document(&self, name: &str, doc: &Document) -> Result<TranslationReport> {
+        let start = Instant::now();
+        let mut texts: Vec<&str> = Vec::new();
+        if let Some(title) = &doc.title {
+            texts.push(title);
+        }
+        for para in &doc.paragraphs {
+            texts.extend(para.sentences.iter().map(String::as_str));
+        }
+        let (outputs, generated_tokens) = self.translate_counting(&texts)?;
+        let mut outputs = outputs.into_iter();
+        let mut next = || outputs.next().expect("one output per input");
+        let title = doc.title.as_ref().map(|source| {
+            let (target, stop) = next();
+            warn_cut(name, "the title", source, stop);
+            Title {
+                source: source.clone(),
+                target,
+            }
+        });
+        let paragraphs = doc
+            .paragraphs
+            .iter()
+            .enumerate()
+            .map(|(p, para)| Paragraph {
+                kind: para.kind,
+                sentences: para
+                    .sentences
+                    .iter()
+                    .enumerate()
+                    .map(|(s, source)| {
+                        let (target, stop) = next();
+                        let place = format!("sentence {} of paragraph {}", s + 1, p + 1);
+                        warn_cut(name, &place, source, stop);
+                        Sentence {
+                            source: source.clone(),
+                            target,
+                            stop,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut timings = Timings::default();
+        timings.record("translate", start);
+        timings.set("load", self.load_ms);
+        Ok(TranslationReport {
+            input: name.to_string(),
+            title,
+            paragraphs,
+            model: self.id.clone(),
+            generated_tokens,
+            timings,
+        })
+    }
+
+    /// Translate sentences, in order: (text, stop) for each.
+    pub fn translate(&self, texts: &[&str]) -> Result<Vec<(String, Stop)>> {
+        Ok(self.translate_counting(texts)?.0)
+    }
+
+    /// `translate`, and the number of tokens generated.
+    fn translate_counting(&self, texts: &[&str]) -> Result<(Vec<(String, Stop)>, usize)> {
+        let limit = self.model.config().max_position_embeddings;
+        // Each text becomes one or more pieces that fit the model's positions.
+        let mut pieces: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            for part in self.fit(text, limit)? {
+                pieces.push((i, part));
+            }
+        }
+        let ids: Vec<Vec<u32>> = pieces.iter().map(|(_, ids)| ids.clone()).collect();
+        let generated = self.search_all(&ids)?;
+        let tokens = generated.iter().map(|(ids, _)| ids.len()).sum();
+        let mut out: Vec<(Vec<String>, Stop)> = vec![(Vec::new(), Stop::Eos); texts.len()];
+        for ((text, _), (ids, stop)) in pieces.iter().zip(generated) {
+            let target = self.tokenizer.decode(&ids, true)?;
+            let slot = &mut out[*text];
+            slot.0.push(target);
+            if stop == Stop::Length {
+                slot.1 = Stop::Length;
+            }
+        }
+        let out = out
+            .into_iter()
+            .map(|(parts, stop)| (parts.join(" "), stop))
+            .collect();
+        Ok((out, tokens))
+    }
+
+    /// Token ids of `text`, split at clause boundaries into pieces of at most `limit` tokens.
+    /// Never truncates: as a last resort a piece is cut between words.
+    fn fit(&self, text: &str, limit: usize) -> Result<Vec<Vec<u32>>> {
+        let ids = self.tokenizer.encode(text)?;
+        if ids.len() <= limit {
+            return Ok(vec![ids]);
+        }
+        let Some((left, right)) = split_clause(text) else {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "a {}-token word cannot be split to fit the model's {limit} positions: {text:.60}…",
+                    ids.len()
+                ),
+            });
+        };
+        let mut pieces = self.fit(left, limit)?;
+        pieces.extend(self.fit(right, limit)?);
+        Ok(pieces)
+    }
+
+    /// Search every source: sorted by length, cut by the token budget, order restored.
+    fn search_all(&self, sources: &[Vec<u32>]) -> Result<Vec<(Vec<u32>, Stop)>> {
+        let mut order: Vec<usize> = (0..sources.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(sources[i].len()));
+        let mut results: Vec<Option<(Vec<u32>, Stop)>> = vec![None; sources.len()];
+        for batch in batches(&order, sources, self.batching) {
+            let rows: Vec<Vec<u32>> = batch.iter().map(|&i| sources[i].clone()).collect();
+            for (&i, generated) in batch.iter().zip(self.search_batch(&rows)?) {
+                results[i] = Some(generated);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every source searched"))
+            .collect())
+    }
+
+    fn search_batch(&self, rows: &[Vec<u32>]) -> Result<Vec<(Vec<u32>, Stop)>> {
+        let mut options = self.options.clone();
+        if let Some(factor) = self.batching.max_length_factor {
+            let longest = rows.iter().map(Vec::len).max().unwrap_or(1);
+            let cap = ((longest as f32 * factor).ceil() as usize).max(2);
+            options.max_new_tokens = Some(options.max_length_for(1).min(cap + 1) - 1);
+        }
+        let generated = self.model.generate(rows, &options)?;
+        Ok(generated.into_iter().map(|g| (g.ids, g.stop)).collect())
+    }
+}
+
+/// Indices (already sorted by length, longest first) cut into batches whose padded size
+/// (rows × longest) stays within `budget` tokens; a single row is always allowed.
+fn batches<'a>(order: &'a [usize], sources: &[Vec<u32>], batching: Batching) -> Vec<&'a [usize]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let longest = sources[order[start]].len().max(1);
+        let rows = (batching.batch_tokens / longest).clamp(1, batching.batch_size.max(1));
+        let end = (start + rows).min(order.len());
+        out.push(&order[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// Where a too-long sentence is best cut: the clause boundary nearest its middle, by
+/// preference `;` and `:`, then `,` and dashes, then a conjunction, then any space.
+fn split_clause(text: &str) -> Option<(&str, &str)> {
+    const TIERS: &[&[&str]] = &[
+        &["; ", ": "],
+        &[", ", " – ", " — ", " - "],
+        &[
+            " et ", " mais ", " ou ", " car ", " donc ", " qui ", " que ", " dont ", " où ",
+        ],
+        &[" "],
+    ];
+    let middle = text.len() / 2;
+    for tier in TIERS {
+        let best = tier
+            .iter()
+            .flat_map(|sep| {
+                text.match_indices(sep).map(move |(at, s)| {
+                    // Keep punctuation with the left part, a conjunction with the right.
+                    let cut = if s.starts_with(' ') {
+                        at
+                    } else {
+                        at + s.trim_end().len()
+                    };
+                    cut
+                })
+            })
+            .filter(|&cut| cut > 0 && cut < text.len())
+            .min_by_key(|&cut| cut.abs_diff(middle));
+        if let Some(cut) = best {
+            let (left, right) = text.split_at(cut);
+            let (left, right) = (left.trim(), right.trim());
+            if !left.is_empty() && !right.is_empty() {
+                return Some((left, right));
+            }
+        }
+    }
+    None
+}
+
+fn warn_cut(name: &str, place: &str, source: &str, stop: Stop) {
+    if stop == Stop::Length {
+        tracing::warn!(
+            "{name}: {place} was cut by the length limit (raise --max-length): {source:.80}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clause_split_prefers_punctuation_near_the_middle() {
+        let text =
+            "Le président a parlé longuement; les ministres ont écouté, puis ils sont partis.";
+        let (l, r) = split_clause(text).unwrap();
+        assert_eq!(l, "Le président a parlé longuement;");
+        assert_eq!(r, "les ministres ont écouté, puis ils sont partis.");
+        let (l, r) = split_clause("un deux trois quatre").unwrap();
+        assert_eq!(format!("{l} {r}"), "un deux trois quatre");
+        assert_eq!(split_clause("mot"), None);
+    }
+
+    #[test]
+    fn batches_respect_the_budget_and_keep_every_row() {
+        let sources: Vec<Vec<u32>> = [10, 9, 5, 5, 2, 1].iter().map(|&n| vec![0; n]).collect();
+        let order: Vec<usize> = (0..sources.len()).collect();
+        let budget = |batch_tokens, batch_size| Batching {
+            batch_tokens,
+            batch_size,
+            max_length_factor: None,
+        };
+        let cut = batches(&order, &sources, budget(20, 100));
+        assert_eq!(cut, vec![&[0, 1][..], &[2, 3, 4, 5][..]]);
+        assert_eq!(batches(&order, &sources, budget(1, 100)).len(), 6);
+        let capped = batches(&order, &sources, budget(1000, 4));
+        assert_eq!(capped, vec![&[0, 1, 2, 3][..], &[4, 5][..]]);
+    }
+}
