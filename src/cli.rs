@@ -171,7 +171,7 @@ pub struct LlmArgs {
     #[arg(long)]
     pub dump_prompt: bool,
 
-    /// Most tokens to generate per summary [default: the model's manifest, else 512].
+    /// Most tokens to generate per summary [default: the manifest's, else 512].
     #[arg(long, value_name = "N")]
     pub max_new_tokens: Option<usize>,
 
@@ -180,11 +180,12 @@ pub struct LlmArgs {
     pub temperature: Option<f64>,
 
     /// Nucleus sampling: draw only from the most likely tokens whose probabilities add up to P
-    /// (with --temperature > 0).
+    /// (with --temperature > 0) [default: 1, off].
     #[arg(long, value_name = "P")]
     pub top_p: Option<f64>,
 
-    /// Draw only from the K most likely tokens (with --temperature > 0).
+    /// Draw only from the K most likely tokens (with --temperature > 0); 0 turns it off
+    /// [default: 50, as transformers].
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
 
@@ -192,10 +193,11 @@ pub struct LlmArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
 
-    /// Repetition penalty with transformers' semantics (`repetition_penalty`): every token
-    /// already in the prompt or the summary has its logit divided by P (multiplied if
-    /// negative); not llama.cpp's penalty over the last N tokens. 1 turns it off
-    /// [default: the model's manifest, else 1].
+    /// The summary model's repetition penalty, with transformers' semantics
+    /// (`repetition_penalty`): every token already in the prompt or the summary has its logit
+    /// divided by P (multiplied if negative); not llama.cpp's penalty over the last N tokens.
+    /// 1 turns it off [default: the manifest's, 1.05 for qwen2.5-1.5b-instruct, else 1]. (The
+    /// translation model's is --repetition-penalty.)
     #[arg(long, value_name = "P")]
     pub repeat_penalty: Option<f32>,
 

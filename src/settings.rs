@@ -186,9 +186,6 @@ impl LlmSettings {
                 return usage(format!("invalid --top-p {p}: give a number in (0, 1]"));
             }
         }
-        if args.top_k == Some(0) {
-            return usage("invalid --top-k 0: give 1 or more".into());
-        }
         if !sampling && (args.top_p.is_some() || args.top_k.is_some()) {
             return usage(
                 "--top-p and --top-k shape sampling: they need --temperature above 0 \
@@ -233,28 +230,20 @@ impl LlmSettings {
         })
     }
 
-    /// The decoding options: the command line's, else the manifest's `[generation]`
-    /// defaults, else greedy with no penalty and 512 new tokens.
-    pub fn decoding(&self, defaults: &toml::Table) -> crate::summarize::decode::Decoding {
-        let float = |key: &str| match defaults.get(key) {
-            Some(toml::Value::Float(f)) => Some(*f),
-            Some(toml::Value::Integer(i)) => Some(*i as f64),
-            _ => None,
-        };
-        let int = |key: &str| match defaults.get(key) {
-            Some(toml::Value::Integer(i)) => usize::try_from(*i).ok(),
-            _ => None,
-        };
-        crate::summarize::decode::Decoding {
-            max_new_tokens: self.max_new_tokens.or(int("max_new_tokens")).unwrap_or(512),
-            temperature: self.temperature.or(float("temperature")).unwrap_or(0.0),
-            top_p: self.top_p,
+    /// The decoding options the command line sets, as generation settings that override the
+    /// manifest's (see `summarize::llm::generate_options`): `--temperature 0` is greedy,
+    /// above 0 samples.
+    pub fn overrides(&self) -> crate::generate::GenerationSettings {
+        let sampling = self.temperature.map(|t| t > 0.0);
+        crate::generate::GenerationSettings {
+            max_new_tokens: self.max_new_tokens,
+            do_sample: sampling,
+            temperature: self.temperature.filter(|t| *t > 0.0),
             top_k: self.top_k,
-            seed: self.seed,
-            repeat_penalty: self
-                .repeat_penalty
-                .or(float("repeat_penalty").map(|f| f as f32))
-                .unwrap_or(1.0),
+            top_p: self.top_p,
+            seed: Some(self.seed),
+            repetition_penalty: self.repeat_penalty,
+            ..Default::default()
         }
     }
 }
@@ -352,21 +341,22 @@ mod tests {
     }
 
     #[test]
-    fn decoding_defaults_come_from_the_manifest() {
-        let manifest: toml::Table =
-            toml::from_str("temperature = 0.0\nmax_new_tokens = 300\nrepeat_penalty = 1.1")
-                .unwrap();
-        let d = llm(|_| {}).unwrap().decoding(&manifest);
-        assert_eq!(d.max_new_tokens, 300);
-        assert!((d.repeat_penalty - 1.1).abs() < 1e-6);
-        let d = llm(|a| a.repeat_penalty = Some(1.0))
-            .unwrap()
-            .decoding(&manifest);
-        assert_eq!(d.repeat_penalty, 1.0);
-        let d = llm(|_| {}).unwrap().decoding(&toml::Table::new());
+    fn temperature_zero_is_greedy_and_above_samples() {
+        let o = llm(|_| {}).unwrap().overrides();
+        assert_eq!((o.do_sample, o.temperature), (None, None));
+        let o = llm(|a| a.temperature = Some(0.0)).unwrap().overrides();
+        assert_eq!((o.do_sample, o.temperature), (Some(false), None));
+        let o = llm(|a| {
+            a.temperature = Some(0.7);
+            a.top_k = Some(0);
+            a.seed = 5
+        })
+        .unwrap()
+        .overrides();
+        assert_eq!(o.do_sample, Some(true));
         assert_eq!(
-            (d.max_new_tokens, d.temperature, d.repeat_penalty),
-            (512, 0.0, 1.0)
+            (o.temperature, o.top_k, o.seed),
+            (Some(0.7), Some(0), Some(5))
         );
     }
 

@@ -10,10 +10,12 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
+use precis::generate::greedy::argmax;
+use precis::generate::{GenerateOptions, GenerationSettings};
 use precis::models::llm::{self, CausalLm};
 use precis::models::{ResolvedModel, Resolver, Role};
 use precis::report::Stop;
-use precis::summarize::decode::{self, Decoding};
+use precis::summarize::llm::{generate, generate_options};
 use precis::tokenize::chat::{ChatFiles, ChatTokenizer, Message};
 
 /// f32 logits of our safetensors model against transformers' (float32, eager attention),
@@ -153,6 +155,16 @@ fn stop_ids_are_end_of_turn_and_end_of_text() {
     assert_eq!(stops, expected);
 }
 
+/// The engine's search options (greedy, the chat's stop ids) with these limits.
+fn options(chat: &ChatTokenizer, max_new_tokens: usize, penalty: f32) -> GenerateOptions {
+    let overrides = GenerationSettings {
+        max_new_tokens: Some(max_new_tokens),
+        repetition_penalty: Some(penalty),
+        ..Default::default()
+    };
+    generate_options(chat.stop_ids(), &toml::Table::new(), &overrides).unwrap()
+}
+
 /// Greedy generation from `model` for every golden, with and without the penalty.
 fn assert_greedy_matches(model: &ResolvedModel) {
     let chat = chat();
@@ -163,13 +175,9 @@ fn assert_greedy_matches(model: &ResolvedModel) {
         let name = case["name"].as_str().unwrap();
         let prompt = ids(&case["prompt_ids"]);
         for (penalty, expected) in [(1.0, case), (1.1, &case["repetition_penalty_1.1"])] {
-            let decoding = Decoding {
-                max_new_tokens,
-                repeat_penalty: penalty,
-                ..Decoding::default()
-            };
+            let options = options(&chat, max_new_tokens, penalty);
             // Prefill in chunks smaller than the longest prompt, as the engine does.
-            let out = decode::generate(lm.as_mut(), &chat, &prompt, &decoding, 256, None).unwrap();
+            let out = generate(lm.as_mut(), &chat, &prompt, &options, 256, None).unwrap();
             let what = format!("{name} (repetition penalty {penalty}, {})", model.name);
             assert_eq!(out.ids, ids(&expected["new_ids"]), "{what}");
             let stop = match expected["stop"].as_str().unwrap() {
@@ -254,7 +262,7 @@ fn q8_0_gguf_first_token_and_logits_match_the_dequantized_reference() {
             diff <= Q8_TOLERANCE,
             "{name}: max |Δlogit| {diff} > {Q8_TOLERANCE}"
         );
-        let first = decode::argmax(&logits);
+        let first = argmax(&logits);
         assert_eq!(
             first as u64,
             case["first_token"].as_u64().unwrap(),
@@ -309,13 +317,9 @@ fn streamed_text_equals_the_final_decode() {
     for case in cases(&golden, "generations") {
         let mut streamed = String::new();
         let mut sink = |piece: &str| streamed.push_str(piece);
-        let decoding = Decoding {
-            max_new_tokens: 40,
-            ..Decoding::default()
-        };
         let prompt = ids(&case["prompt_ids"]);
-        let out =
-            decode::generate(lm.as_mut(), &chat, &prompt, &decoding, 512, Some(&mut sink)).unwrap();
+        let options = options(&chat, 40, 1.0);
+        let out = generate(lm.as_mut(), &chat, &prompt, &options, 512, Some(&mut sink)).unwrap();
         assert_eq!(streamed, out.text, "{}", case["name"]);
     }
 }
@@ -385,8 +389,8 @@ fn other_quantizations_load_and_stay_close_to_f32() {
         eprintln!(
             "{dtype:?}: max |Δlogit| {} vs f32, cosine {cosine}, first token {} (f32: {})",
             max_abs_diff(&logits, &reference),
-            decode::argmax(&logits),
-            decode::argmax(&reference)
+            argmax(&logits),
+            argmax(&reference)
         );
         assert!(
             cosine >= min_cosine,

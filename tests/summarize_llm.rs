@@ -520,7 +520,7 @@ fn the_default_registry_model_runs_from_its_gguf_and_tokenizer_repos() {
         .arg(sample("03-kim-soutient-moscou.txt"))
         .assert()
         .success()
-        .stderr(contains("GGUF Q8_0").and(contains("repeat_penalty: 1.1")));
+        .stderr(contains("GGUF Q8_0").and(contains("repetition_penalty: 1.05")));
     let report: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(
         report["model"],

@@ -13,7 +13,9 @@ use crate::output::{self, Sink};
 use crate::report::{Stop, SummaryReport, Timings};
 use crate::settings::{self, LlmSettings, ModelSettings};
 use crate::summarize::extractive;
-use crate::summarize::llm::{Budget, LlmSummarizer, Prompter, SummarySpec};
+use crate::summarize::llm::{
+    generate_options, max_new_tokens, Budget, LlmSummarizer, Prompter, SummarySpec,
+};
 use crate::tokenize::chat::{ChatFiles, ChatTokenizer};
 use crate::translate::{TranslationReport, Translator};
 
@@ -182,10 +184,14 @@ fn dump_prompt(
         .chat();
     let prompt = Prompter { chat, spec }.article_prompt(&loaded.document)?;
     let model = engines.summary.as_ref().expect("a model for --dump-prompt");
-    let decoding = llm_settings.decoding(&model.generation);
+    let options = generate_options(
+        chat.stop_ids(),
+        &model.generation,
+        &llm_settings.overrides(),
+    )?;
     let budget = llm_settings
         .context_tokens
-        .saturating_sub(decoding.max_new_tokens);
+        .saturating_sub(max_new_tokens(&options));
     let tokens = chat.encode(&prompt)?.len();
     if tokens > budget {
         tracing::info!(
@@ -310,7 +316,11 @@ fn load_llm(
     let dtype = settings::resolve_dtype(settings.dtype, &device);
     let lm = llm::load(model, &device, dtype)?;
     let info = lm.info().clone();
-    let decoding = llm_settings.decoding(&model.generation);
+    let options = generate_options(
+        chat.stop_ids(),
+        &model.generation,
+        &llm_settings.overrides(),
+    )?;
     let context_tokens = llm_settings.context_tokens.min(info.context_length);
     if context_tokens < llm_settings.context_tokens {
         tracing::info!(
@@ -319,26 +329,26 @@ fn load_llm(
             info.context_length
         );
     }
-    if decoding.max_new_tokens + settings::MIN_CONTEXT_TOKENS / 2 > context_tokens {
+    if max_new_tokens(&options) + settings::MIN_CONTEXT_TOKENS / 2 > context_tokens {
         return Err(Error::Usage(format!(
             "--max-new-tokens {} leaves no room for the article in a context of {context_tokens} tokens",
-            decoding.max_new_tokens
+            max_new_tokens(&options)
         )));
     }
     tracing::info!(
-        "summary model {} loaded in {:.2} s: {} {}, {:?} on {:?}; decoding {:?}",
+        "summary model {} loaded in {:.2} s: {} {}, {:?} on {:?}; search {:?}",
         model.id,
         start.elapsed().as_secs_f64(),
         info.architecture,
         info.weights,
         info.dtype,
         info.device,
-        decoding
+        options
     );
     Ok(LlmSummarizer {
         lm,
         chat,
-        decoding,
+        options,
         budget: Budget {
             context_tokens,
             prefill_chunk: PREFILL_CHUNK,
@@ -371,7 +381,7 @@ fn summarize_llm(
             "{}: the summary was cut by the token limit (--max-new-tokens {}): \
              its last bullet may be incomplete",
             loaded.name,
-            engine.decoding.max_new_tokens
+            max_new_tokens(&engine.options)
         );
     }
     if summary.bullets.len() < spec.bullets {

@@ -99,6 +99,85 @@ pub fn architecture_names() -> Vec<&'static str> {
     ARCHITECTURES.iter().map(|a| a.name).collect()
 }
 
+/// A causal LM driven by the shared search (`generate::StepDecoder`), one row. The whole
+/// prompt is read at construction, in chunks; the search then feeds the prompt's last token
+/// (whose logits are already there) and each token it takes, one per step.
+pub struct LlmDecoder<'a> {
+    lm: &'a mut dyn CausalLm,
+    /// Logits after the prompt, for the search's first step.
+    pending: Option<Tensor>,
+    /// Told each generated token as the search feeds it back (for streaming).
+    on_token: Option<&'a mut dyn FnMut(u32)>,
+    fed: usize,
+}
+
+fn inference(e: candle_core::Error) -> Error {
+    Error::Inference {
+        what: "the language model failed".into(),
+        source: e,
+    }
+}
+
+impl<'a> LlmDecoder<'a> {
+    /// Reset the model's cache and read `prompt`, `chunk` tokens at a time.
+    pub fn new(
+        lm: &'a mut dyn CausalLm,
+        prompt: &[u32],
+        chunk: usize,
+        on_token: Option<&'a mut dyn FnMut(u32)>,
+    ) -> Result<LlmDecoder<'a>> {
+        if prompt.is_empty() {
+            return Err(Error::Usage("the prompt is empty".into()));
+        }
+        lm.reset();
+        let pending = Some(lm.prefill(prompt, 0, chunk).map_err(inference)?);
+        Ok(LlmDecoder {
+            lm,
+            pending,
+            on_token,
+            fed: 0,
+        })
+    }
+
+    /// How many generated tokens the search has fed back (all it took but the last).
+    pub fn fed(&self) -> usize {
+        self.fed
+    }
+}
+
+impl crate::generate::StepDecoder for LlmDecoder<'_> {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        let &[token] = tokens else {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "a causal language model decodes one sequence at a time, not {}",
+                    tokens.len()
+                ),
+            });
+        };
+        if let Some(logits) = self.pending.take() {
+            return Ok(logits);
+        }
+        if let Some(tell) = self.on_token.as_deref_mut() {
+            tell(token);
+        }
+        self.fed += 1;
+        let position = self.lm.cached_len();
+        self.lm.forward(&[token], position).map_err(inference)
+    }
+
+    fn select(&mut self, rows: &[u32]) -> Result<()> {
+        match rows {
+            [] | [0] => Ok(()),
+            _ => Err(Error::Unsupported {
+                what: "beam search over a causal language model is not supported: \
+                       decode greedily or sample"
+                    .into(),
+            }),
+        }
+    }
+}
+
 /// The GGUF file of a resolved model, if it has one.
 pub fn gguf_file(model: &ResolvedModel) -> Option<&Path> {
     model

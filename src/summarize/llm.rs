@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use crate::cli::SummaryLang;
 use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, GenerationSettings, TokenIds};
 use crate::input::Document;
-use crate::models::llm::CausalLm;
+use crate::models::llm::{CausalLm, LlmDecoder};
 use crate::report::Stop;
 use crate::tokenize::chat::{ChatTokenizer, Message};
 
 use super::bullets;
-use super::decode::{self, Decoding};
 
 /// What the summary should be.
 #[derive(Debug, Clone)]
@@ -37,9 +37,102 @@ pub struct Budget {
 
 impl Budget {
     /// The most prompt tokens a call may have, leaving room for `max_new_tokens`.
-    pub fn prompt_limit(&self, decoding: &Decoding) -> usize {
-        self.context_tokens.saturating_sub(decoding.max_new_tokens)
+    pub fn prompt_limit(&self, options: &GenerateOptions) -> usize {
+        self.context_tokens.saturating_sub(max_new_tokens(options))
     }
+}
+
+/// New tokens a call may generate.
+pub fn max_new_tokens(options: &GenerateOptions) -> usize {
+    options.max_new_tokens.unwrap_or(options.max_length)
+}
+
+/// New tokens when neither the manifest nor the command line says.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
+
+/// The summary LLM's search options: greedy, stopping on the chat's end-of-turn and
+/// end-of-text ids, 512 new tokens; then the manifest's `[generation]` table (transformers'
+/// keys); then the command line's `overrides`. The model's own generation_config.json
+/// contributes its stop ids only: Qwen's asks for sampling, and summaries are greedy unless
+/// asked otherwise.
+pub fn generate_options(
+    stop_ids: &[u32],
+    manifest: &toml::Table,
+    overrides: &GenerationSettings,
+) -> Result<GenerateOptions> {
+    let base = GenerationSettings {
+        do_sample: Some(false),
+        max_new_tokens: Some(DEFAULT_MAX_NEW_TOKENS),
+        eos_token_id: Some(TokenIds::Many(stop_ids.to_vec())),
+        ..Default::default()
+    };
+    let manifest = GenerationSettings::from_toml(manifest).map_err(|e| {
+        Error::Usage(format!(
+            "the model manifest's [generation] table is invalid: {e}"
+        ))
+    })?;
+    GenerateOptions::new(&base.layer(&manifest).layer(overrides)).map_err(Error::Usage)
+}
+
+/// What one model call produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// New ids, the stop token included when the model ended the text.
+    pub ids: Vec<u32>,
+    /// Their text, special tokens skipped.
+    pub text: String,
+    pub stop: Stop,
+    /// Seconds spent reading the prompt, and generating.
+    pub prefill_secs: f64,
+    pub generate_secs: f64,
+}
+
+/// Generate after `prompt` with the shared search (the model's cache is reset first).
+/// `stream` receives the text as it is generated, through tokenizers' `DecodeStream`, which
+/// re-decodes the tail so that no token is ever decoded on its own; the final text is
+/// decoded from all the ids at once.
+pub fn generate(
+    lm: &mut dyn CausalLm,
+    chat: &ChatTokenizer,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    prefill_chunk: usize,
+    mut stream: StreamSink,
+) -> Result<Generation> {
+    let mut pieces = chat.tokenizer().decode_stream(true);
+    let mut show = |id: u32| {
+        let Some(sink) = stream.as_deref_mut() else {
+            return;
+        };
+        match pieces.step(id) {
+            Ok(Some(text)) => sink(&text),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("streaming stopped: {e}"),
+        }
+    };
+    let start = Instant::now();
+    let mut decoder = LlmDecoder::new(lm, prompt, prefill_chunk, Some(&mut show))?;
+    let prefill_secs = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let generated = crate::generate::generate(&mut decoder, &[prompt.to_vec()], options)?
+        .pop()
+        .expect("one output per prompt");
+    let fed = decoder.fed();
+    drop(decoder);
+    // The search does not feed back the token it took last: show it (unless it ends the text).
+    for &id in &generated.ids[fed..] {
+        if !options.eos_token_id.contains(&id) {
+            show(id);
+        }
+    }
+    let generate_secs = start.elapsed().as_secs_f64();
+    Ok(Generation {
+        text: chat.decode(&generated.ids, true)?,
+        ids: generated.ids,
+        stop: generated.stop,
+        prefill_secs,
+        generate_secs,
+    })
 }
 
 /// A finished summary, before it becomes a report.
@@ -213,7 +306,7 @@ pub fn escape_delimiters(text: &str) -> String {
 pub struct LlmSummarizer {
     pub lm: Box<dyn CausalLm>,
     pub chat: ChatTokenizer,
-    pub decoding: Decoding,
+    pub options: GenerateOptions,
     pub budget: Budget,
 }
 
@@ -231,7 +324,7 @@ impl LlmSummarizer {
         let mut run = Run {
             lm: self.lm.as_mut(),
             chat: &self.chat,
-            decoding: &self.decoding,
+            options: &self.options,
             budget: &self.budget,
             prompter: Prompter {
                 chat: &self.chat,
@@ -247,7 +340,7 @@ impl LlmSummarizer {
 struct Run<'a> {
     lm: &'a mut dyn CausalLm,
     chat: &'a ChatTokenizer,
-    decoding: &'a Decoding,
+    options: &'a GenerateOptions,
     budget: &'a Budget,
     prompter: Prompter<'a>,
     /// Over the calls so far.
@@ -265,7 +358,7 @@ struct Totals {
 
 impl Run<'_> {
     fn article(&mut self, doc: &Document, stream: StreamSink) -> Result<LlmSummary> {
-        let limit = self.budget.prompt_limit(self.decoding);
+        let limit = self.budget.prompt_limit(self.options);
         let ids = self.chat.encode(&self.prompter.article_prompt(doc)?)?;
         if ids.len() <= limit {
             return self.call(&ids, stream);
@@ -277,7 +370,7 @@ impl Run<'_> {
              new tokens): summarizing the article in {} parts, then merging their bullets",
             ids.len(),
             self.budget.context_tokens,
-            self.decoding.max_new_tokens,
+            max_new_tokens(self.options),
             parts.len()
         );
         let mut notes: Vec<String> = Vec::new();
@@ -295,7 +388,7 @@ impl Run<'_> {
                     "part {} of {}: the summary was cut by the token limit (--max-new-tokens {})",
                     i + 1,
                     parts.len(),
-                    self.decoding.max_new_tokens
+                    max_new_tokens(self.options)
                 );
             }
             notes.extend(partial.bullets.iter().map(|b| format!("- {b}")));
@@ -305,7 +398,7 @@ impl Run<'_> {
 
     /// Merge notes into the final bullets, in rounds if the notes themselves do not fit.
     fn merge(&mut self, mut notes: Vec<String>, stream: StreamSink) -> Result<LlmSummary> {
-        let limit = self.budget.prompt_limit(self.decoding);
+        let limit = self.budget.prompt_limit(self.options);
         loop {
             let prompt = self.prompter.render(Task::Merge, &notes.join("\n"))?;
             let ids = self.chat.encode(&prompt)?;
@@ -338,11 +431,11 @@ impl Run<'_> {
     /// One model call: generate, parse the bullets, count the tokens.
     fn call(&mut self, prompt: &[u32], stream: StreamSink) -> Result<LlmSummary> {
         let start = Instant::now();
-        let generation = decode::generate(
+        let generation = generate(
             self.lm,
             self.chat,
             prompt,
-            self.decoding,
+            self.options,
             self.budget.prefill_chunk,
             stream,
         )?;
