@@ -398,3 +398,19 @@ fn other_quantizations_load_and_stay_close_to_f32() {
         );
     }
 }
+
+#[test]
+fn beam_search_over_the_llm_is_refused_clearly() {
+    let chat = chat();
+    let mut lm = load(&tiny());
+    let overrides = GenerationSettings {
+        num_beams: Some(2),
+        max_new_tokens: Some(5),
+        ..Default::default()
+    };
+    let options = generate_options(chat.stop_ids(), &toml::Table::new(), &overrides).unwrap();
+    let prompt = ids(&cases(&golden("generate.json"), "generations")[3]["prompt_ids"]);
+    let err = generate(lm.as_mut(), &chat, &prompt, &options, 512, None).unwrap_err();
+    assert_eq!(err.exit_code(), 10);
+    assert!(err.to_string().contains("beam search"), "{err}");
+}
