@@ -570,3 +570,81 @@ fn on_a_terminal_the_text_streams_as_generated() {
         format!("# Poutine salue le soutien nord-coréen lors d’un sommet à Pyongyang\n\n{raw}\n")
     );
 }
+
+/// A model that remembers the longest context it was asked to hold.
+struct Recording {
+    inner: Box<dyn precis::models::llm::CausalLm>,
+    longest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl precis::models::llm::CausalLm for Recording {
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        offset: usize,
+    ) -> candle_core::Result<candle_core::Tensor> {
+        let logits = self.inner.forward(tokens, offset)?;
+        self.longest.fetch_max(
+            self.inner.cached_len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(logits)
+    }
+    fn reset(&mut self) {
+        self.inner.reset()
+    }
+    fn cached_len(&self) -> usize {
+        self.inner.cached_len()
+    }
+    fn info(&self) -> &precis::models::llm::LlmInfo {
+        self.inner.info()
+    }
+    fn info_mut(&mut self) -> &mut precis::models::llm::LlmInfo {
+        self.inner.info_mut()
+    }
+}
+
+#[test]
+fn no_call_of_a_split_article_exceeds_the_context_budget() {
+    use precis::summarize::llm::{generate_options, Budget, LlmSummarizer, SummarySpec};
+    use precis::tokenize::chat::{ChatFiles, ChatTokenizer};
+    let model = precis::models::Resolver::from_env(true)
+        .unwrap()
+        .resolve(tiny().to_str().unwrap(), precis::models::Role::Summary)
+        .unwrap();
+    let chat = ChatTokenizer::load(&ChatFiles::of(&model)).unwrap();
+    let overrides = precis::generate::GenerationSettings {
+        max_new_tokens: Some(24),
+        ..Default::default()
+    };
+    let options = generate_options(chat.stop_ids(), &toml::Table::new(), &overrides).unwrap();
+    let longest = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lm = precis::models::llm::load(&model, &candle_core::Device::Cpu, candle_core::DType::F32)
+        .unwrap();
+    let mut summarizer = LlmSummarizer {
+        lm: Box::new(Recording {
+            inner: lm,
+            longest: longest.clone(),
+        }),
+        chat,
+        options,
+        budget: Budget {
+            context_tokens: 600,
+            prefill_chunk: 128,
+        },
+    };
+    let text = std::fs::read(sample("02-visite-historique-a-pyongyang.txt")).unwrap();
+    let doc = precis::input::load_bytes("02", &text, false)
+        .unwrap()
+        .document;
+    let spec = SummarySpec {
+        bullets: 3,
+        language: precis::cli::SummaryLang::En,
+        instruction: None,
+    };
+    let summary = summarizer.summarize(&doc, &spec, None).unwrap();
+    assert!(summary.calls > 2, "{} calls", summary.calls);
+    let longest = longest.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(longest <= 600, "a call held {longest} positions");
+    assert!(summary.bullets.len() <= 3);
+}

@@ -364,7 +364,8 @@ impl Run<'_> {
             return self.call(&ids, stream);
         }
         // Too long: summarize parts that fit, then merge the parts' bullets.
-        let parts = self.split(&paragraph_texts(doc), limit)?;
+        let title = doc.title.as_deref().unwrap_or_default();
+        let parts = self.split(&paragraph_texts(doc), title, limit)?;
         tracing::info!(
             "the prompt has {} tokens, over the budget of {limit} ({} context tokens minus {} \
              new tokens): summarizing the article in {} parts, then merging their bullets",
@@ -464,11 +465,14 @@ impl Run<'_> {
         })
     }
 
-    /// Group paragraphs into parts whose prompts fit `limit`; a paragraph too long on its own
-    /// is split at sentence ends, and a sentence too long between tokens (both logged).
-    fn split(&self, paragraphs: &[String], limit: usize) -> Result<Vec<String>> {
-        let empty = self.prompter.render(Task::Part(99, 99), "")?;
-        let room = limit.saturating_sub(self.chat.encode(&empty)?.len()).max(1);
+    /// Group paragraphs into parts whose prompts fit `limit` (the first part also carries the
+    /// title); a paragraph too long on its own is split at sentence ends, and a sentence too
+    /// long between tokens (both logged).
+    fn split(&self, paragraphs: &[String], title: &str, limit: usize) -> Result<Vec<String>> {
+        let empty = self.prompter.render(Task::Part(99, 99), title)?;
+        let room = limit
+            .saturating_sub(self.chat.encode(&empty)?.len() + 2)
+            .max(1);
         let mut pieces: Vec<(String, usize)> = Vec::new();
         for paragraph in paragraphs {
             let n = self.chat.encode(paragraph)?.len();
