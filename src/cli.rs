@@ -57,7 +57,7 @@ pub enum Command {
 
     /// Bullet summary of each article.
     #[command(
-        after_help = "Examples:\n  precis summarize article.txt\n  precis summarize --bullets 3 --summary-lang fr article.txt\n  precis summarize --engine extractive --format json article.txt"
+        after_help = "Examples:\n  precis summarize article.txt\n  precis summarize --bullets 3 --summary-lang fr article.txt\n  precis summarize --engine extractive --format json article.txt\n  precis summarize --summary-model ./qwen2.5-1.5b-instruct-q8_0.gguf article.txt\n  precis summarize --instruction \"Name every person quoted.\" article.txt\n  precis summarize --temperature 0.7 --top-p 0.9 --seed 42 article.txt\n  precis summarize --dump-prompt article.txt > prompt.txt"
     )]
     Summarize(DigestArgs),
 
@@ -241,6 +241,9 @@ pub struct DigestArgs {
 
     #[command(flatten)]
     pub search: SearchArgs,
+
+    #[command(flatten)]
+    pub llm: LlmArgs,
 }
 
 /// Translation search: the model's generation_config.json, overridden here.
@@ -281,6 +284,56 @@ pub struct SearchArgs {
     pub batch_size: usize,
 }
 
+/// How the LLM summary engine prompts and decodes.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "LLM summary options")]
+pub struct LlmArgs {
+    /// An extra instruction for the summary, added to the prompt's rules
+    /// (e.g. "Name every person quoted.").
+    #[arg(long, value_name = "TEXT")]
+    pub instruction: Option<String>,
+
+    /// Print the exact prompt the model would read (chat template applied) and exit,
+    /// without loading the weights.
+    #[arg(long)]
+    pub dump_prompt: bool,
+
+    /// Most tokens to generate per summary [default: the manifest's, else 512].
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: Option<usize>,
+
+    /// Sampling temperature; 0 (the default) decodes greedily, for reproducible summaries.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+
+    /// Nucleus sampling: draw only from the most likely tokens whose probabilities add up to P
+    /// (with --temperature > 0) [default: 1, off].
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+
+    /// Draw only from the K most likely tokens (with --temperature > 0); 0 turns it off
+    /// [default: 50, as transformers].
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+
+    /// Seed of the sampler: the same seed, model and input give the same summary.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// The summary model's repetition penalty, with transformers' semantics
+    /// (`repetition_penalty`): every token already in the prompt or the summary has its logit
+    /// divided by P (multiplied if negative); not llama.cpp's penalty over the last N tokens.
+    /// 1 turns it off [default: the manifest's, 1.05 for qwen2.5-1.5b-instruct, else 1]. (The
+    /// translation model's is --repetition-penalty.)
+    #[arg(long, value_name = "P")]
+    pub repeat_penalty: Option<f32>,
+
+    /// Token budget of one model call, prompt and answer together; a longer article is
+    /// summarized in parts whose bullets are then merged (capped by the model's context).
+    #[arg(long, value_name = "N", default_value_t = 8192)]
+    pub context_tokens: usize,
+}
+
 /// Model, device and summary options shared by digest, summarize and translate.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
@@ -288,7 +341,8 @@ pub struct ModelArgs {
     #[arg(long, value_name = "MODEL", default_value = "opus-mt-fr-en")]
     pub translation_model: String,
 
-    /// Summary model: a registry name, a Hub id `org/name[@revision]`, or a local folder.
+    /// Summary model: a registry name, a Hub id `org/name[@revision]`, a local folder, or a
+    /// .gguf file with tokenizer.json and tokenizer_config.json beside it.
     #[arg(long, value_name = "MODEL", default_value = "qwen2.5-1.5b-instruct")]
     pub summary_model: String,
 

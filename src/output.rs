@@ -62,15 +62,35 @@ impl Sink {
 
     /// Write one rendered report (several reports in md/text are separated by a header).
     pub fn write(&mut self, name: &str, format: Format, rendered: &str) -> Result<()> {
-        let mut text = String::new();
+        self.begin(name, format, rendered)
+    }
+
+    /// Whether text written now shows on a terminal as it comes: standard output is one,
+    /// and the format is for people (md, text).
+    pub fn is_terminal(&self, format: Format) -> bool {
+        use std::io::IsTerminal;
+        matches!(self.target, Target::Stdout)
+            && matches!(format, Format::Md | Format::Text)
+            && std::io::stdout().is_terminal()
+    }
+
+    /// Start a report with `text` (after the header that separates several reports); more of
+    /// it may follow with [`Sink::more`], e.g. a summary streamed as it is generated.
+    pub fn begin(&mut self, name: &str, format: Format, text: &str) -> Result<()> {
+        let mut out = String::new();
         if self.count > 1 && matches!(format, Format::Md | Format::Text) {
             if self.written > 0 {
-                text.push('\n');
+                out.push('\n');
             }
-            text.push_str(&format!("==> {name} <==\n"));
+            out.push_str(&format!("==> {name} <==\n"));
         }
-        text.push_str(rendered);
+        out.push_str(text);
         self.written += 1;
+        self.more(&out)
+    }
+
+    /// More text of the report begun last.
+    pub fn more(&mut self, text: &str) -> Result<()> {
         match &mut self.target {
             Target::Stdout => {
                 let mut out = std::io::stdout().lock();
@@ -166,18 +186,20 @@ pub fn summary(
     if matches!(format, Format::Json | Format::Jsonl) {
         return json(report, format, count);
     }
-    let mut out = String::new();
-    if let Some(title) = title {
-        out.push_str(&if format == Format::Md {
-            format!("# {title}\n\n")
-        } else {
-            format!("{title}\n\n")
-        });
-    }
+    let mut out = summary_title(title, format);
     for bullet in &report.bullets {
         out.push_str(&format!("- {bullet}\n"));
     }
     out
+}
+
+/// The title block that opens a summary in md or text (empty with no title).
+pub fn summary_title(title: Option<&str>, format: Format) -> String {
+    match title {
+        Some(title) if format == Format::Md => format!("# {title}\n\n"),
+        Some(title) => format!("{title}\n\n"),
+        None => String::new(),
+    }
 }
 
 /// The translated article's body: title, then each paragraph's sentences joined, list items

@@ -153,6 +153,101 @@ impl ModelSettings {
     }
 }
 
+/// The checked options of the LLM summary engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmSettings {
+    pub instruction: Option<String>,
+    pub dump_prompt: bool,
+    pub max_new_tokens: Option<usize>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+    pub repeat_penalty: Option<f32>,
+    pub context_tokens: usize,
+}
+
+/// Fewer context tokens than this leave no room for an article.
+pub const MIN_CONTEXT_TOKENS: usize = 256;
+
+impl LlmSettings {
+    pub fn from_args(args: &cli::LlmArgs) -> Result<LlmSettings> {
+        let usage = |m: String| Err(Error::Usage(m));
+        if let Some(t) = args.temperature {
+            if !t.is_finite() || t < 0.0 {
+                return usage(format!(
+                    "invalid --temperature {t}: give 0 (greedy) or a positive number"
+                ));
+            }
+        }
+        let sampling = args.temperature.is_some_and(|t| t > 0.0);
+        if let Some(p) = args.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return usage(format!("invalid --top-p {p}: give a number in (0, 1]"));
+            }
+        }
+        if !sampling && (args.top_p.is_some() || args.top_k.is_some()) {
+            return usage(
+                "--top-p and --top-k shape sampling: they need --temperature above 0 \
+                 (decoding is greedy otherwise)"
+                    .into(),
+            );
+        }
+        if let Some(p) = args.repeat_penalty {
+            if !p.is_finite() || p <= 0.0 {
+                return usage(format!(
+                    "invalid --repeat-penalty {p}: give a positive number (1 turns it off)"
+                ));
+            }
+        }
+        if args.max_new_tokens == Some(0) {
+            return usage("invalid --max-new-tokens 0: give 1 or more".into());
+        }
+        if args.context_tokens < MIN_CONTEXT_TOKENS {
+            return usage(format!(
+                "invalid --context-tokens {}: give at least {MIN_CONTEXT_TOKENS}",
+                args.context_tokens
+            ));
+        }
+        if let Some(n) = args.max_new_tokens {
+            if n + MIN_CONTEXT_TOKENS / 2 > args.context_tokens {
+                return usage(format!(
+                    "--max-new-tokens {n} leaves no room for the article in --context-tokens {}",
+                    args.context_tokens
+                ));
+            }
+        }
+        Ok(LlmSettings {
+            instruction: args.instruction.clone(),
+            dump_prompt: args.dump_prompt,
+            max_new_tokens: args.max_new_tokens,
+            temperature: args.temperature,
+            top_p: args.top_p,
+            top_k: args.top_k,
+            seed: args.seed,
+            repeat_penalty: args.repeat_penalty,
+            context_tokens: args.context_tokens,
+        })
+    }
+
+    /// The decoding options the command line sets, as generation settings that override the
+    /// manifest's (see `summarize::llm::generate_options`): `--temperature 0` is greedy,
+    /// above 0 samples.
+    pub fn overrides(&self) -> crate::generate::GenerationSettings {
+        let sampling = self.temperature.map(|t| t > 0.0);
+        crate::generate::GenerationSettings {
+            max_new_tokens: self.max_new_tokens,
+            do_sample: sampling,
+            temperature: self.temperature.filter(|t| *t > 0.0),
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: Some(self.seed),
+            repetition_penalty: self.repeat_penalty,
+            ..Default::default()
+        }
+    }
+}
+
 /// The translation search overrides and batching, checked.
 pub fn search_settings(
     args: &cli::SearchArgs,
@@ -210,6 +305,59 @@ mod tests {
             let err = bad.parse::<Device>().unwrap_err().to_string();
             assert!(err.contains("expected auto, cpu, cuda"), "{err}");
         }
+    }
+
+    fn llm(f: impl FnOnce(&mut cli::LlmArgs)) -> Result<LlmSettings> {
+        let mut args = cli::LlmArgs {
+            context_tokens: 8192,
+            ..Default::default()
+        };
+        f(&mut args);
+        LlmSettings::from_args(&args)
+    }
+
+    #[test]
+    fn llm_options_are_checked() {
+        assert!(llm(|_| {}).is_ok());
+        for (bad, needle) in [
+            (llm(|a| a.temperature = Some(-1.0)), "--temperature"),
+            (llm(|a| a.top_p = Some(0.9)), "need --temperature above 0"),
+            (
+                llm(|a| {
+                    a.temperature = Some(0.7);
+                    a.top_p = Some(1.5)
+                }),
+                "--top-p 1.5",
+            ),
+            (llm(|a| a.repeat_penalty = Some(0.0)), "--repeat-penalty"),
+            (llm(|a| a.max_new_tokens = Some(0)), "--max-new-tokens 0"),
+            (llm(|a| a.context_tokens = 10), "--context-tokens 10"),
+            (llm(|a| a.max_new_tokens = Some(9000)), "no room"),
+        ] {
+            let err = bad.unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn temperature_zero_is_greedy_and_above_samples() {
+        let o = llm(|_| {}).unwrap().overrides();
+        assert_eq!((o.do_sample, o.temperature), (None, None));
+        let o = llm(|a| a.temperature = Some(0.0)).unwrap().overrides();
+        assert_eq!((o.do_sample, o.temperature), (Some(false), None));
+        let o = llm(|a| {
+            a.temperature = Some(0.7);
+            a.top_k = Some(0);
+            a.seed = 5
+        })
+        .unwrap()
+        .overrides();
+        assert_eq!(o.do_sample, Some(true));
+        assert_eq!(
+            (o.temperature, o.top_k, o.seed),
+            (Some(0.7), Some(0), Some(5))
+        );
     }
 
     #[test]

@@ -67,6 +67,7 @@ fn resolved(folder: &Path) -> ResolvedModel {
         id: format!("local:{}", folder.display()),
         architecture: "marian".into(),
         files,
+        generation: Default::default(),
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! `LocalEngines` is the real one: models are resolved (downloaded, checked) and loaded once
 //! per run, before any article is read: the Marian translator, and the extractive summary
-//! engine (the LLM summary engine is not built in yet, and asking for it fails at once with
-//! `Error::Unsupported` rather than after the first article).
+//! engine (archive runs do not drive the LLM summary engine yet: asking for it fails at once
+//! with `Error::Unsupported` rather than after the first article).
 
 use std::time::Instant;
 
@@ -149,9 +149,8 @@ impl LocalEngines {
 fn not_built_in(model: &ResolvedModel) -> Error {
     Error::Unsupported {
         what: format!(
-            "{} ({}): the model loaded and checked, but this build of precis has no inference \
-             engine for it yet; archive runs work today with \
-             `--mode summarize --engine extractive`",
+            "{} ({}): archive runs do not drive the LLM summary engine yet (precis summarize \
+             does, one article at a time); for archives use `--engine extractive`",
             model.id, model.architecture
         ),
     }

@@ -8,11 +8,15 @@ use serde::Serialize;
 use crate::cli::{DigestArgs, Engine, SummaryLang};
 use crate::error::{Error, Result};
 use crate::input::{self, Loaded};
-use crate::models::{ResolvedModel, Resolver, Role};
+use crate::models::{llm, ResolvedModel, Resolver, Role};
 use crate::output::{self, Sink};
 use crate::report::{Stop, SummaryReport, Timings};
-use crate::settings::{self, ModelSettings};
+use crate::settings::{self, LlmSettings, ModelSettings};
 use crate::summarize::extractive;
+use crate::summarize::llm::{
+    generate_options, max_new_tokens, Budget, LlmSummarizer, Prompter, SummarySpec,
+};
+use crate::tokenize::chat::{ChatFiles, ChatTokenizer};
 use crate::translate::{TranslationReport, Translator};
 
 /// Which halves of the digest to produce.
@@ -45,12 +49,56 @@ pub struct DigestReport {
 struct Engines {
     translator: Option<Translator>,
     summary: Option<ResolvedModel>,
+    llm: Option<LlmEngine>,
+}
+
+/// The LLM summary engine, as far as the run needs it.
+enum LlmEngine {
+    /// Tokenizer and chat template only: `--dump-prompt` reads no weights.
+    Prompt(Box<ChatTokenizer>),
+    Loaded(Box<LlmSummarizer>),
+}
+
+impl LlmEngine {
+    fn chat(&self) -> &ChatTokenizer {
+        match self {
+            LlmEngine::Prompt(chat) => chat,
+            LlmEngine::Loaded(engine) => &engine.chat,
+        }
+    }
+}
+
+/// Options that make sense only with the LLM engine, refused with another.
+fn check_combinations(settings: &ModelSettings, llm: &LlmSettings, mode: Mode) -> Result<()> {
+    let uses_llm = mode.summarizes() && settings.engine == Engine::Llm;
+    if llm.dump_prompt && !uses_llm {
+        return Err(Error::Usage(
+            "--dump-prompt shows the LLM summary prompt: use it with `summarize` or `digest` \
+             and the llm engine"
+                .into(),
+        ));
+    }
+    if llm.instruction.is_some() && !uses_llm {
+        return Err(Error::Usage(
+            "--instruction is read by the LLM summary engine only (not by --engine extractive \
+             or `translate`)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
     let settings = ModelSettings::from_args(&args.models)?;
+    let llm_settings = LlmSettings::from_args(&args.llm)?;
+    check_combinations(&settings, &llm_settings, mode)?;
     let sources = super::sources(&args.io)?;
-    let engines = load_engines(args, &settings, mode, quiet)?;
+    let mut engines = load_engines(args, &settings, &llm_settings, mode, quiet)?;
+    let spec = SummarySpec {
+        bullets: settings.bullets,
+        language: settings.summary_lang,
+        instruction: llm_settings.instruction.clone(),
+    };
     let count = sources.len();
     let format = args.io.format;
     let mut sink = Sink::new(args.io.output.as_deref(), count)?;
@@ -59,10 +107,38 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
         let loaded = input::load(source, args.io.keep_boilerplate)?;
         let mut timings = Timings::default();
         timings.record("input", start);
+        if llm_settings.dump_prompt {
+            let prompt = dump_prompt(&loaded, &spec, &engines, &llm_settings)?;
+            return sink.write(&loaded.name, format, &prompt);
+        }
         let title = loaded.document.title.as_deref();
         let rendered = match mode {
+            Mode::Summarize if settings.engine == Engine::Llm && sink.is_terminal(format) => {
+                // On a terminal the summary shows as the model writes it.
+                sink.begin(&loaded.name, format, &output::summary_title(title, format))?;
+                let mut failed = None;
+                let mut show = |text: &str| {
+                    if failed.is_none() {
+                        failed = sink.more(text).err();
+                    }
+                };
+                let report = summarize(
+                    &loaded,
+                    &settings,
+                    &spec,
+                    &mut engines,
+                    timings,
+                    None,
+                    Some(&mut show),
+                )?;
+                if let Some(err) = failed {
+                    return Err(err);
+                }
+                return sink.more(if report.raw.ends_with('\n') { "" } else { "\n" });
+            }
             Mode::Summarize => {
-                let report = summarize(&loaded, &settings, &engines, timings, None)?;
+                let report =
+                    summarize(&loaded, &settings, &spec, &mut engines, timings, None, None)?;
                 output::summary(&report, title, format, count)
             }
             Mode::Translate => {
@@ -72,7 +148,15 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
             }
             Mode::Digest => {
                 let translation = translate(&loaded, &engines)?;
-                let summary = summarize(&loaded, &settings, &engines, timings, Some(&translation))?;
+                let summary = summarize(
+                    &loaded,
+                    &settings,
+                    &spec,
+                    &mut engines,
+                    timings,
+                    Some(&translation),
+                    None,
+                )?;
                 let report = DigestReport {
                     input: loaded.name.clone(),
                     summary,
@@ -86,9 +170,46 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
     sink.finish()
 }
 
+/// `--dump-prompt`: the prompt the model would read for this article, byte for byte.
+fn dump_prompt(
+    loaded: &Loaded,
+    spec: &SummarySpec,
+    engines: &Engines,
+    llm_settings: &LlmSettings,
+) -> Result<String> {
+    let chat = engines
+        .llm
+        .as_ref()
+        .expect("resolved for --dump-prompt")
+        .chat();
+    let prompt = Prompter { chat, spec }.article_prompt(&loaded.document)?;
+    let model = engines.summary.as_ref().expect("a model for --dump-prompt");
+    let options = generate_options(
+        chat.stop_ids(),
+        &model.generation,
+        &llm_settings.overrides(),
+    )?;
+    let budget = llm_settings
+        .context_tokens
+        .saturating_sub(max_new_tokens(&options));
+    let tokens = chat.encode(&prompt)?.len();
+    if tokens > budget {
+        tracing::info!(
+            "{}: this prompt has {tokens} tokens, over the budget of {budget} \
+             (--context-tokens minus --max-new-tokens): summarize would split the \
+             article into parts",
+            loaded.name
+        );
+    } else {
+        tracing::info!("{}: the prompt has {tokens} tokens", loaded.name);
+    }
+    Ok(prompt)
+}
+
 fn load_engines(
     args: &DigestArgs,
     settings: &ModelSettings,
+    llm_settings: &LlmSettings,
     mode: Mode,
     quiet: bool,
 ) -> Result<Engines> {
@@ -102,6 +223,25 @@ fn load_engines(
         (true, Engine::Llm) => Some(resolve(&settings.summary_model, Role::Summary)?),
         _ => None,
     };
+    let llm = match &summary {
+        Some(model) if llm_settings.dump_prompt => {
+            Some(LlmEngine::Prompt(Box::new(chat_tokenizer(model)?)))
+        }
+        Some(model) => Some(LlmEngine::Loaded(Box::new(load_llm(
+            model,
+            settings,
+            llm_settings,
+        )?))),
+        None => None,
+    };
+    if llm_settings.dump_prompt {
+        // The prompt is all this run prints: no translation model is needed.
+        return Ok(Engines {
+            translator: None,
+            summary,
+            llm,
+        });
+    }
     let extractive_en = mode.summarizes()
         && settings.engine == Engine::Extractive
         && settings.summary_lang == SummaryLang::En;
@@ -131,6 +271,7 @@ fn load_engines(
     Ok(Engines {
         translator,
         summary,
+        llm,
     })
 }
 
@@ -153,26 +294,130 @@ fn translate(loaded: &Loaded, engines: &Engines) -> Result<TranslationReport> {
     translator.translate_document(&loaded.name, &loaded.document)
 }
 
-/// The LLM engine lands in its own module; until it is built in, say so plainly.
-fn llm_missing(model: &ResolvedModel) -> Error {
-    Error::Unsupported {
-        what: format!(
-            "{} ({}): the model loaded and checked, but this build of precis has no LLM \
-             engine for it yet; summaries work today with `--engine extractive`",
-            model.id, model.architecture
-        ),
+fn chat_tokenizer(model: &ResolvedModel) -> Result<ChatTokenizer> {
+    ChatTokenizer::load(&ChatFiles::of(model))
+}
+
+/// Load the summary LLM once for the whole run.
+fn load_llm(
+    model: &ResolvedModel,
+    settings: &ModelSettings,
+    llm_settings: &LlmSettings,
+) -> Result<LlmSummarizer> {
+    let start = Instant::now();
+    let chat = chat_tokenizer(model)?;
+    let device = settings.device.open()?;
+    if llm::gguf_file(model).is_some() && settings.dtype != crate::cli::DType::Auto {
+        tracing::warn!(
+            "--dtype is ignored for a GGUF model: its weights keep the file's quantization \
+             and activations run in f32"
+        );
     }
+    let dtype = settings::resolve_dtype(settings.dtype, &device);
+    let lm = llm::load(model, &device, dtype)?;
+    let info = lm.info().clone();
+    let options = generate_options(
+        chat.stop_ids(),
+        &model.generation,
+        &llm_settings.overrides(),
+    )?;
+    let context_tokens = llm_settings.context_tokens.min(info.context_length);
+    if context_tokens < llm_settings.context_tokens {
+        tracing::info!(
+            "--context-tokens {} is more than the model's context ({}): using {context_tokens}",
+            llm_settings.context_tokens,
+            info.context_length
+        );
+    }
+    if max_new_tokens(&options) + settings::MIN_CONTEXT_TOKENS / 2 > context_tokens {
+        return Err(Error::Usage(format!(
+            "--max-new-tokens {} leaves no room for the article in a context of {context_tokens} tokens",
+            max_new_tokens(&options)
+        )));
+    }
+    tracing::info!(
+        "summary model {} loaded in {:.2} s: {} {}, {:?} on {:?}; search {:?}",
+        model.id,
+        start.elapsed().as_secs_f64(),
+        info.architecture,
+        info.weights,
+        info.dtype,
+        info.device,
+        options
+    );
+    Ok(LlmSummarizer {
+        lm,
+        chat,
+        options,
+        budget: Budget {
+            context_tokens,
+            prefill_chunk: PREFILL_CHUNK,
+        },
+    })
+}
+
+/// Prompt tokens fed to the model at once: attention scores stay `512 × context`.
+const PREFILL_CHUNK: usize = 512;
+
+/// A summary from the LLM engine.
+fn summarize_llm(
+    loaded: &Loaded,
+    spec: &SummarySpec,
+    engines: &mut Engines,
+    mut timings: Timings,
+    stream: Option<&mut dyn FnMut(&str)>,
+) -> Result<SummaryReport> {
+    let Some(LlmEngine::Loaded(engine)) = engines.llm.as_mut() else {
+        unreachable!("the LLM is loaded when it summarizes")
+    };
+    let model = engines.summary.as_ref().expect("an llm engine has a model");
+    let start = Instant::now();
+    let summary = engine.summarize(&loaded.document, spec, stream)?;
+    timings.record("summarize", start);
+    timings.set("prefill", summary.prefill_secs * 1000.0);
+    timings.set("generate", summary.generate_secs * 1000.0);
+    if summary.stop == Stop::Length {
+        tracing::warn!(
+            "{}: the summary was cut by the token limit (--max-new-tokens {}): \
+             its last bullet may be incomplete",
+            loaded.name,
+            max_new_tokens(&engine.options)
+        );
+    }
+    if summary.bullets.len() < spec.bullets {
+        tracing::warn!(
+            "{}: the model wrote {} bullets, not {}",
+            loaded.name,
+            summary.bullets.len(),
+            spec.bullets
+        );
+    }
+    Ok(SummaryReport {
+        input: loaded.name.clone(),
+        bullets: summary.bullets,
+        language: spec.language,
+        engine: Engine::Llm,
+        model: Some(model.id.clone()),
+        raw: summary.raw,
+        stop: summary.stop,
+        prompt_tokens: summary.prompt_tokens,
+        generated_tokens: summary.generated_tokens,
+        timings,
+        removed: loaded.document.removed.clone(),
+    })
 }
 
 fn summarize(
     loaded: &Loaded,
     settings: &ModelSettings,
-    engines: &Engines,
+    spec: &SummarySpec,
+    engines: &mut Engines,
     mut timings: Timings,
     translation: Option<&TranslationReport>,
+    stream: Option<&mut dyn FnMut(&str)>,
 ) -> Result<SummaryReport> {
-    if let Some(model) = &engines.summary {
-        return Err(llm_missing(model));
+    if settings.engine == Engine::Llm {
+        return summarize_llm(loaded, spec, engines, timings, stream);
     }
     let start = Instant::now();
     let picked = extractive::summarize(&loaded.document, settings.bullets);

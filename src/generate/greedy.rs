@@ -19,6 +19,20 @@ pub fn search(
     options: &GenerateOptions,
     max_length: usize,
 ) -> Result<Vec<Generated>> {
+    search_with(decoder, prefixes, options, max_length, &mut |scores| {
+        argmax(scores)
+    })
+}
+
+/// The greedy loop with another way to pick a token from a row's processed scores (sampling
+/// draws one); the score recorded is the chosen token's log-probability under them.
+pub fn search_with(
+    decoder: &mut dyn StepDecoder,
+    prefixes: &[Vec<u32>],
+    options: &GenerateOptions,
+    max_length: usize,
+    pick: &mut dyn FnMut(&[f32]) -> usize,
+) -> Result<Vec<Generated>> {
     let processors = Processors::new(options, max_length);
     let prefix_len = prefixes[0].len();
     let mut rows: Vec<Row> = prefixes
@@ -36,7 +50,7 @@ pub fn search(
         let logits = host_rows(&decoder.step(&last)?, rows.len())?;
         for (row, mut scores) in rows.iter_mut().zip(logits) {
             processors.apply(&row.tokens, &mut scores);
-            let token = argmax(&scores);
+            let token = pick(&scores);
             row.score += log_prob(&scores, token, options.renormalize_logits);
             row.tokens.push(token as u32);
         }

@@ -14,10 +14,11 @@ pub mod beam;
 pub mod greedy;
 pub mod options;
 pub mod processors;
+pub mod sampling;
 
 use candle_core::Tensor;
 
-pub use options::{EarlyStopping, GenerateOptions, GenerationSettings, TokenIds};
+pub use options::{EarlyStopping, GenerateOptions, GenerationSettings, Sampling, TokenIds};
 
 use crate::error::{Error, Result};
 use crate::report::Stop;
@@ -50,7 +51,8 @@ pub struct Generated {
     pub score: f32,
 }
 
-/// Search every sentence from its prefix: greedy when `num_beams` is 1, beam search otherwise.
+/// Search every sentence from its prefix: greedy when `num_beams` is 1 (drawing tokens instead
+/// when `options.sampling` is set), beam search otherwise.
 /// The decoder starts with one row per prefix. All prefixes must have the same length (as a
 /// batch in transformers does); `max_length` counts them.
 pub fn generate(
@@ -73,10 +75,10 @@ pub fn generate(
             "max_length {max_length} leaves no room to generate after a prefix of {prefix_len} tokens"
         )));
     }
-    if options.num_beams > 1 {
-        beam::search(decoder, prefixes, options, max_length)
-    } else {
-        greedy::search(decoder, prefixes, options, max_length)
+    match (&options.sampling, options.num_beams) {
+        (_, n) if n > 1 => beam::search(decoder, prefixes, options, max_length),
+        (Some(sampling), _) => sampling::search(decoder, prefixes, options, sampling, max_length),
+        (None, _) => greedy::search(decoder, prefixes, options, max_length),
     }
 }
 

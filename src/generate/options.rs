@@ -101,6 +101,15 @@ pub struct GenerationSettings {
     pub renormalize_logits: Option<bool>,
     pub num_return_sequences: Option<usize>,
     pub do_sample: Option<bool>,
+    /// Sampling: scores are divided by this before top-k and top-p.
+    pub temperature: Option<f64>,
+    /// Sampling: keep the k most likely tokens (0: off).
+    pub top_k: Option<usize>,
+    /// Sampling: keep the smallest set of most likely tokens whose probability reaches p.
+    pub top_p: Option<f64>,
+    /// Sampling: the seed of the random draws (not a transformers key: its draws come from
+    /// torch's global generator).
+    pub seed: Option<u64>,
 }
 
 impl GenerationSettings {
@@ -159,13 +168,34 @@ impl GenerationSettings {
             decoder_start_token_id,
             renormalize_logits,
             num_return_sequences,
-            do_sample
+            do_sample,
+            temperature,
+            top_k,
+            top_p,
+            seed
         )
     }
 }
 
 /// transformers' default of 20 new tokens when neither max_length nor max_new_tokens is set.
 const DEFAULT_MAX_NEW_TOKENS: usize = 20;
+
+/// transformers' `GenerationConfig` defaults for sampling.
+const DEFAULT_TEMPERATURE: f64 = 1.0;
+const DEFAULT_TOP_K: usize = 50;
+const DEFAULT_TOP_P: f64 = 1.0;
+
+/// How to draw tokens when sampling (`do_sample`), after the logits processors: the
+/// temperature, then top-k, then top-p, as transformers' warpers, then a seeded draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    pub temperature: f64,
+    /// 0: no top-k filter.
+    pub top_k: usize,
+    /// 1: no top-p filter.
+    pub top_p: f64,
+    pub seed: u64,
+}
 
 /// The validated decode options the searches read.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +227,8 @@ pub struct GenerateOptions {
     pub decoder_start_token_id: Option<u32>,
     /// Log-softmax the scores again after the processors (`renormalize_logits`).
     pub renormalize_logits: bool,
+    /// Draw tokens instead of taking the most likely (`do_sample`); greedy search only.
+    pub sampling: Option<Sampling>,
 }
 
 impl GenerateOptions {
@@ -229,6 +261,15 @@ impl GenerateOptions {
             pad_token_id: s.pad_token_id,
             decoder_start_token_id: s.decoder_start_token_id.or(s.bos_token_id),
             renormalize_logits: s.renormalize_logits.unwrap_or(false),
+            sampling: match s.do_sample {
+                Some(true) => Some(Sampling {
+                    temperature: s.temperature.unwrap_or(DEFAULT_TEMPERATURE),
+                    top_k: s.top_k.unwrap_or(DEFAULT_TOP_K),
+                    top_p: s.top_p.unwrap_or(DEFAULT_TOP_P),
+                    seed: s.seed.unwrap_or(0),
+                }),
+                _ => None,
+            },
         };
         check_unsupported(s)?;
         options.check()?;
@@ -281,6 +322,17 @@ impl GenerateOptions {
         if self.bad_words_ids.iter().any(Vec::is_empty) {
             return Err("bad_words_ids must not hold an empty sequence".into());
         }
+        if let Some(sampling) = &self.sampling {
+            if !(sampling.temperature.is_finite() && sampling.temperature > 0.0) {
+                return Err(format!(
+                    "temperature must be a positive number when sampling, not {}",
+                    sampling.temperature
+                ));
+            }
+            if !(sampling.top_p > 0.0 && sampling.top_p <= 1.0) {
+                return Err(format!("top_p must be in (0, 1], not {}", sampling.top_p));
+            }
+        }
         Ok(())
     }
 }
@@ -290,8 +342,12 @@ fn check_unsupported(s: &GenerationSettings) -> std::result::Result<(), String> 
     if s.num_return_sequences.is_some_and(|n| n != 1) {
         return Err("num_return_sequences other than 1 is not supported".into());
     }
-    if s.do_sample == Some(true) {
-        return Err("do_sample (sampling) is not supported: set do_sample to false for greedy or beam search".into());
+    if s.do_sample == Some(true) && s.num_beams.is_some_and(|n| n > 1) {
+        return Err(
+            "beam sampling (do_sample with num_beams above 1) is not supported: \
+                    sample with num_beams 1, or search beams without do_sample"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -347,6 +403,24 @@ mod tests {
     }
 
     #[test]
+    fn sampling_takes_transformers_defaults() {
+        let json = r#"{"do_sample": true, "temperature": 0.7, "top_p": 0.8}"#;
+        let s: GenerationSettings = serde_json::from_str(json).unwrap();
+        let o = GenerateOptions::new(&s).unwrap();
+        assert_eq!(
+            o.sampling,
+            Some(Sampling {
+                temperature: 0.7,
+                top_k: 50,
+                top_p: 0.8,
+                seed: 0
+            })
+        );
+        let greedy: GenerationSettings = serde_json::from_str(r#"{"temperature": 0.7}"#).unwrap();
+        assert_eq!(GenerateOptions::new(&greedy).unwrap().sampling, None);
+    }
+
+    #[test]
     fn early_stopping_reads_bool_or_never() {
         let read = |v: &str| {
             serde_json::from_str::<GenerationSettings>(&format!(r#"{{"early_stopping": {v}}}"#))
@@ -379,6 +453,17 @@ mod tests {
             },
             GenerationSettings {
                 do_sample: Some(true),
+                num_beams: Some(4),
+                ..Default::default()
+            },
+            GenerationSettings {
+                do_sample: Some(true),
+                temperature: Some(0.0),
+                ..Default::default()
+            },
+            GenerationSettings {
+                do_sample: Some(true),
+                top_p: Some(1.5),
                 ..Default::default()
             },
         ] {
@@ -398,6 +483,7 @@ mod tests {
             id: "local".into(),
             architecture: "marian".into(),
             files: map,
+            generation: Default::default(),
         };
         (dir, model)
     }

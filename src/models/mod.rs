@@ -2,8 +2,13 @@
 //! (cache or download), and a check that they are all there and parse.
 
 pub mod files;
+pub mod gguf;
 pub mod hub;
+pub mod layers;
+pub mod llm;
 pub mod marian;
+pub mod qwen2;
+pub mod qwen2_gguf;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -49,29 +54,55 @@ pub struct FilePlan {
     pub optional: &'static [&'static str],
 }
 
-const PLANS: &[FilePlan] = &[
-    FilePlan {
-        architecture: "marian",
-        task: Task::Translation,
-        required: &["config.json", "source.spm", "target.spm", "vocab.json"],
-        weights: &["model.safetensors", "pytorch_model.bin"],
-        optional: &[
-            "generation_config.json",
-            "target_vocab.json",
-            "tokenizer_config.json",
-        ],
-    },
-    FilePlan {
-        architecture: "qwen2",
-        task: Task::Summarization,
-        required: &["config.json", "tokenizer.json", "tokenizer_config.json"],
-        weights: &["model.safetensors", "model.safetensors.index.json"],
-        optional: &["generation_config.json"],
-    },
+const PLANS: &[FilePlan] = &[FilePlan {
+    architecture: "marian",
+    task: Task::Translation,
+    required: &["config.json", "source.spm", "target.spm", "vocab.json"],
+    weights: &["model.safetensors", "pytorch_model.bin"],
+    optional: &[
+        "generation_config.json",
+        "target_vocab.json",
+        "tokenizer_config.json",
+    ],
+}];
+
+/// The files of any decoder-only LLM in `llm::ARCHITECTURES` (Hugging Face layout).
+const LLM_PLAN: FilePlan = FilePlan {
+    architecture: "",
+    task: Task::Summarization,
+    required: &["config.json", "tokenizer.json", "tokenizer_config.json"],
+    weights: &["model.safetensors", "model.safetensors.index.json"],
+    optional: &["generation_config.json", "chat_template.jinja"],
+};
+
+/// Files that sit beside a `.gguf` file given on its own: the tokenizer and its chat
+/// template are required (GGUF files carry a vocabulary but precis reads tokenizer.json).
+const GGUF_REQUIRED: &[&str] = &["tokenizer.json", "tokenizer_config.json"];
+const GGUF_OPTIONAL: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "chat_template.jinja",
 ];
 
-fn plan(architecture: &str) -> Option<&'static FilePlan> {
-    PLANS.iter().find(|p| p.architecture == architecture)
+fn plan(architecture: &str) -> Option<FilePlan> {
+    if let Some(arch) = llm::architecture(architecture) {
+        return Some(FilePlan {
+            architecture: arch.name,
+            ..LLM_PLAN
+        });
+    }
+    PLANS
+        .iter()
+        .find(|p| p.architecture == architecture)
+        .copied()
+}
+
+fn known_architectures() -> Vec<&'static str> {
+    PLANS
+        .iter()
+        .map(|p| p.architecture)
+        .chain(llm::architecture_names())
+        .collect()
 }
 
 /// What the user named.
@@ -129,6 +160,8 @@ pub struct ResolvedModel {
     pub architecture: String,
     /// File name in the model's layout → path on disk.
     pub files: BTreeMap<String, PathBuf>,
+    /// The manifest's default generation settings (empty for a model from outside the registry).
+    pub generation: toml::Table,
 }
 
 impl ResolvedModel {
@@ -198,6 +231,7 @@ impl Resolver {
             id: ids.join(" + "),
             architecture: manifest.architecture.clone(),
             files,
+            generation: manifest.generation.clone(),
         })
     }
 
@@ -310,9 +344,18 @@ fn resolve_local(path: &Path) -> Result<ResolvedModel> {
         path: path.to_path_buf(),
         problem,
     };
+    if path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return resolve_gguf_file(path);
+    }
     if !path.is_dir() {
         return Err(folder_err(
-            "not a folder: give the folder that holds config.json and the weights".into(),
+            "not a folder: give the folder that holds config.json and the weights, \
+             or a .gguf file with tokenizer.json and tokenizer_config.json beside it"
+                .into(),
         ));
     }
     let config = path.join("config.json");
@@ -336,17 +379,34 @@ fn resolve_local(path: &Path) -> Result<ResolvedModel> {
             )));
         }
     }
-    let weights = plan
-        .weights
-        .iter()
-        .find(|w| path.join(w).is_file())
-        .ok_or_else(|| {
-            folder_err(format!(
-                "no weights: expected {}",
-                plan.weights.join(" or ")
-            ))
-        })?;
-    files.insert(weights.to_string(), path.join(weights));
+    match plan.weights.iter().find(|w| path.join(w).is_file()) {
+        Some(weights) => {
+            files.insert(weights.to_string(), path.join(weights));
+        }
+        // An LLM folder may hold a GGUF file instead of safetensors.
+        None => {
+            let ggufs = gguf_files_in(path);
+            match (plan.task, ggufs.as_slice()) {
+                (Task::Summarization, [one]) => {
+                    let name = one.file_name().unwrap_or_default().to_string_lossy();
+                    files.insert(name.into_owned(), one.clone());
+                }
+                (Task::Summarization, [_, _, ..]) => {
+                    return Err(folder_err(format!(
+                    "several .gguf files and no {}: pass the one to use, e.g. `--summary-model {}`",
+                    plan.weights[0],
+                    ggufs[0].display()
+                )))
+                }
+                _ => {
+                    return Err(folder_err(format!(
+                        "no weights: expected {}",
+                        plan.weights.join(" or ")
+                    )))
+                }
+            }
+        }
+    }
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(ResolvedModel {
         name: path.display().to_string(),
@@ -357,6 +417,75 @@ fn resolve_local(path: &Path) -> Result<ResolvedModel> {
         ),
         architecture,
         files,
+        generation: Default::default(),
+    })
+}
+
+fn gguf_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "gguf"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// A `.gguf` file given on its own: the architecture from its metadata, the tokenizer files
+/// from the folder it sits in.
+fn resolve_gguf_file(path: &Path) -> Result<ResolvedModel> {
+    let gguf = gguf::GgufFile::open(path)?;
+    let architecture = gguf
+        .architecture()
+        .ok_or_else(|| Error::ModelFile {
+            path: path.to_path_buf(),
+            what: "the GGUF metadata has no general.architecture".into(),
+            source: None,
+        })?
+        .to_string();
+    if llm::architecture(&architecture).is_none() {
+        return Err(unsupported(path, &architecture));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut files = BTreeMap::new();
+    files.insert(file_name, path.to_path_buf());
+    for name in GGUF_REQUIRED.iter().chain(GGUF_OPTIONAL) {
+        let file = dir.join(name);
+        if file.is_file() {
+            files.insert(name.to_string(), file);
+        } else if GGUF_REQUIRED.contains(name) {
+            return Err(Error::ModelFolder {
+                path: dir.to_path_buf(),
+                problem: format!(
+                    "missing {name} beside {}: a GGUF model needs {} in its folder \
+                     (take them from the original Hugging Face repo of the model)",
+                    path.display(),
+                    GGUF_REQUIRED.join(" and ")
+                ),
+            });
+        }
+    }
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(ResolvedModel {
+        name: path.display().to_string(),
+        id: format!(
+            "local:{}#sha256:{}",
+            absolute.display(),
+            content_hash(&files)?
+        ),
+        architecture,
+        files,
+        generation: Default::default(),
     })
 }
 
@@ -422,7 +551,7 @@ fn architecture_of(config: &Path) -> Result<String> {
 }
 
 fn unsupported(config: &Path, architecture: &str) -> Error {
-    let known: Vec<_> = PLANS.iter().map(|p| p.architecture).collect();
+    let known = known_architectures();
     Error::Unsupported {
         what: format!(
             "{}: architecture '{architecture}' is not supported (precis runs: {})",

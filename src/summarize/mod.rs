@@ -1,3 +1,6 @@
-//! Summary engines: the model-free extractive engine (and, later, the instruct LLM).
+//! Summary engines: the instruct LLM (`llm`, with the bullet parser in `bullets`) and the
+//! model-free extractive engine.
 
+pub mod bullets;
 pub mod extractive;
+pub mod llm;
