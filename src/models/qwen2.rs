@@ -122,7 +122,8 @@ impl Config {
             ));
         }
         let kv = self.kv_heads();
-        if self.num_attention_heads == 0 || kv == 0 || !self.num_attention_heads.is_multiple_of(kv) {
+        if self.num_attention_heads == 0 || kv == 0 || !self.num_attention_heads.is_multiple_of(kv)
+        {
             return Err(LoadError::Config(format!(
                 "{} attention heads cannot be grouped over {kv} key/value heads",
                 self.num_attention_heads
