@@ -24,7 +24,15 @@
 # output/source length ratio and the correlation of output and source lengths (outputs follow
 # the source length only roughly: compare timings by tokens generated, not by sentence).
 #
-# Run (a few minutes on 2 cores, ~1.5 GB of RAM, 300 MB of disk):
+# With the pinned versions it picks final_logits_bias[eos] = -3.0: on the 161 sample sentences
+# greedy outputs are 1.05x their source length on average per sentence (0.99x in total), with a
+# correlation of 0.75 between output and source lengths; but the longest sentence (137 tokens)
+# never stops and runs to max_length 512 (the clock's sinusoid, angular frequency 0.012, peaks at
+# position ~131). Sentences under ~100 tokens stop.
+#
+# Run (about 15 minutes on 2 cores, most of it greedy decoding with the 59514-word output layer;
+# peak RAM ~12 GB: the teacher-forced pass over all 161 sentences holds 161 x 153 x 59514 logits;
+# 300 MB of disk). It rewrites --out in place: do not run it while a benchmark reads that folder.
 #   /work/venv/bin/python bench/make_marian_bench.py [--out DIR]
 # Smoke test with tiny dims (same code path, vocab still 59514):
 #   /work/venv/bin/python bench/make_marian_bench.py --small --out /tmp/marian-bench-small
