@@ -101,6 +101,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--precis", default="target/release/precis")
+    ap.add_argument("--tools", default="precis,transformers,ct2-float32,ct2-int8",
+                    help="comma-separated subset to run (default: all four)")
+    ap.add_argument("--beams", default="1,4", help="comma-separated beam sizes (default: 1,4)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -121,8 +124,8 @@ def main():
     print(f"{len(sents)} sentences, {THREADS} threads, batches of {BATCH}\n")
     print("| tool | beams | sentences/s | tokens/s | translate s | process s | load s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|")
-    for beams in (1, 4):
-        for tool in ("precis", "transformers", "ct2-float32", "ct2-int8"):
+    for beams in (int(b) for b in args.beams.split(",")):
+        for tool in args.tools.split(","):
             if tool == "precis":
                 r = run_precis(args.precis, args.model, beams, path)
             else:

@@ -275,13 +275,13 @@ pub struct SearchArgs {
     pub repetition_penalty: Option<f32>,
 
     /// Most source tokens in one batch (rows × longest row): sentences are sorted by length
-    /// and cut into batches of this size.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    pub batch_tokens: usize,
+    /// and cut into batches of this size [default: 4096 on the CPU, 32768 on a GPU]
+    #[arg(long, value_name = "N")]
+    pub batch_tokens: Option<usize>,
 
-    /// Most sentences in one batch.
-    #[arg(long, value_name = "N", default_value_t = 64)]
-    pub batch_size: usize,
+    /// Most sentences in one batch [default: 64 on the CPU, 256 on a GPU]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
 }
 
 /// How the LLM summary engine prompts and decodes.

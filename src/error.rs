@@ -145,6 +145,23 @@ pub enum Error {
 
 impl Error {
     /// The process exit code for this error, as documented in README.md ("Exit codes").
+    /// Whether this is the device running out of memory (CUDA, Metal or the host allocator as
+    /// candle reports it): the caller may retry with less work at once.
+    pub fn is_out_of_memory(&self) -> bool {
+        let Error::Inference { source, .. } = self else {
+            return false;
+        };
+        let text = format!("{source:?}").to_ascii_lowercase();
+        [
+            "out of memory",
+            "out_of_memory",
+            "outofmemory",
+            "failed to allocate",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::NoInput | Error::UnknownModel { .. } => 2,

@@ -271,7 +271,7 @@ pub fn search_settings(
     {
         return bad("--max-length-factor", "give a positive number, e.g. 2");
     }
-    if args.batch_tokens == 0 || args.batch_size == 0 {
+    if args.batch_tokens == Some(0) || args.batch_size == Some(0) {
         return bad("--batch-tokens/--batch-size", "give a positive number");
     }
     let overrides = crate::generate::GenerationSettings {

@@ -50,13 +50,34 @@ pub struct TranslationReport {
 /// How batches are cut and how long outputs may grow.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
-    /// Most padded source tokens in one batch (rows × longest row).
-    pub batch_tokens: usize,
-    /// Most sentences in one batch.
-    pub batch_size: usize,
+    /// Most padded source tokens in one batch (rows × longest row); None: the device's default.
+    pub batch_tokens: Option<usize>,
+    /// Most sentences in one batch; None: the device's default.
+    pub batch_size: Option<usize>,
     /// Outputs longer than this multiple of their source (in tokens) are cut, like
     /// marian-decoder's --max-length-factor; None leaves only the model's max_length.
     pub max_length_factor: Option<f32>,
+}
+
+/// Default batch limits (tokens, rows) on the CPU, where a bigger batch costs time in
+/// proportion, and on a GPU, where it is nearly free until memory runs out (and then an
+/// out-of-memory error halves the batch: see `search_halving`).
+pub const CPU_BATCH: (usize, usize) = (4096, 64);
+pub const GPU_BATCH: (usize, usize) = (32768, 256);
+
+impl Batching {
+    /// (most tokens, most rows) per batch on `device`.
+    pub fn limits(&self, device: &candle_core::Device) -> (usize, usize) {
+        let (tokens, rows) = if device.is_cpu() {
+            CPU_BATCH
+        } else {
+            GPU_BATCH
+        };
+        (
+            self.batch_tokens.unwrap_or(tokens),
+            self.batch_size.unwrap_or(rows),
+        )
+    }
 }
 
 /// A loaded translation model with its tokenizer and search settings.
@@ -220,9 +241,13 @@ impl Translator {
         let mut order: Vec<usize> = (0..sources.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(sources[i].len()));
         let mut results: Vec<Option<(Vec<u32>, Stop)>> = vec![None; sources.len()];
-        for batch in batches(&order, sources, self.batching) {
+        let mut search = |batch: &[usize]| {
             let rows: Vec<Vec<u32>> = batch.iter().map(|&i| sources[i].clone()).collect();
-            for (&i, generated) in batch.iter().zip(self.search_batch(&rows)?) {
+            self.search_batch(&rows)
+        };
+        let limits = self.batching.limits(self.model.device());
+        for batch in batches(&order, sources, limits) {
+            for (&i, generated) in batch.iter().zip(search_halving(batch, &mut search)?) {
                 results[i] = Some(generated);
             }
         }
@@ -245,18 +270,48 @@ impl Translator {
 }
 
 /// Indices (already sorted by length, longest first) cut into batches whose padded size
-/// (rows × longest) stays within `budget` tokens; a single row is always allowed.
-fn batches<'a>(order: &'a [usize], sources: &[Vec<u32>], batching: Batching) -> Vec<&'a [usize]> {
+/// (rows × longest) stays within `tokens` and that have at most `rows` rows; a single row is
+/// always allowed.
+fn batches<'a>(
+    order: &'a [usize],
+    sources: &[Vec<u32>],
+    (tokens, rows): (usize, usize),
+) -> Vec<&'a [usize]> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < order.len() {
         let longest = sources[order[start]].len().max(1);
-        let rows = (batching.batch_tokens / longest).clamp(1, batching.batch_size.max(1));
-        let end = (start + rows).min(order.len());
+        let take = (tokens / longest).clamp(1, rows.max(1));
+        let end = (start + take).min(order.len());
         out.push(&order[start..end]);
         start = end;
     }
     out
+}
+
+/// `search` over `batch`; when the device runs out of memory (a token budget too large for a
+/// GPU), the batch is halved and each half retried, down to a single row, instead of failing
+/// the run. Results come back in `batch` order.
+fn search_halving<T, F>(batch: &[usize], search: &mut F) -> Result<Vec<T>>
+where
+    F: FnMut(&[usize]) -> Result<Vec<T>>,
+{
+    match search(batch) {
+        Err(e) if e.is_out_of_memory() && batch.len() > 1 => {
+            let (left, right) = batch.split_at(batch.len() / 2);
+            tracing::warn!(
+                "out of device memory on a batch of {} sentences: retrying as {} + {} \
+                 (lower --batch-tokens to avoid this)",
+                batch.len(),
+                left.len(),
+                right.len()
+            );
+            let mut out = search_halving(left, search)?;
+            out.extend(search_halving(right, search)?);
+            Ok(out)
+        }
+        other => other,
+    }
 }
 
 /// Where a too-long sentence is best cut: the clause boundary nearest its middle, by
@@ -322,15 +377,52 @@ mod tests {
         assert_eq!(split_clause("mot"), None);
     }
 
+    fn oom() -> Error {
+        Error::Inference {
+            what: "Marian: decoder step failed".into(),
+            source: candle_core::Error::Msg(
+                "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into(),
+            ),
+        }
+    }
+
+    #[test]
+    fn out_of_memory_halves_the_batch_and_keeps_the_order() {
+        // A device that holds at most 3 rows at once.
+        let mut calls = Vec::new();
+        let mut search = |rows: &[usize]| {
+            calls.push(rows.len());
+            if rows.len() > 3 {
+                Err(oom())
+            } else {
+                Ok(rows.iter().map(|&r| r * 10).collect())
+            }
+        };
+        let batch: Vec<usize> = (0..10).collect();
+        let out = search_halving(&batch, &mut search).unwrap();
+        assert_eq!(out, (0..10).map(|r| r * 10).collect::<Vec<_>>());
+        assert_eq!(calls, vec![10, 5, 2, 3, 5, 2, 3]);
+    }
+
+    #[test]
+    fn other_errors_and_single_rows_are_not_retried() {
+        let mut calls = 0;
+        let mut failing = |_: &[usize]| -> Result<Vec<usize>> {
+            calls += 1;
+            Err(Error::Usage("bad".into()))
+        };
+        assert!(search_halving(&[1, 2, 3, 4], &mut failing).is_err());
+        assert_eq!(calls, 1);
+        let mut always_oom = |_: &[usize]| -> Result<Vec<usize>> { Err(oom()) };
+        let err = search_halving(&[1, 2], &mut always_oom).unwrap_err();
+        assert!(err.is_out_of_memory());
+    }
+
     #[test]
     fn batches_respect_the_budget_and_keep_every_row() {
         let sources: Vec<Vec<u32>> = [10, 9, 5, 5, 2, 1].iter().map(|&n| vec![0; n]).collect();
         let order: Vec<usize> = (0..sources.len()).collect();
-        let budget = |batch_tokens, batch_size| Batching {
-            batch_tokens,
-            batch_size,
-            max_length_factor: None,
-        };
+        let budget = |tokens, rows| (tokens, rows);
         let cut = batches(&order, &sources, budget(20, 100));
         assert_eq!(cut, vec![&[0, 1][..], &[2, 3, 4, 5][..]]);
         assert_eq!(batches(&order, &sources, budget(1, 100)).len(), 6);
