@@ -342,9 +342,10 @@ pub struct ModelArgs {
     pub translation_model: String,
 
     /// Summary model: a registry name, a Hub id `org/name[@revision]`, a local folder, or a
-    /// .gguf file with tokenizer.json and tokenizer_config.json beside it.
-    #[arg(long, value_name = "MODEL", default_value = "qwen2.5-1.5b-instruct")]
-    pub summary_model: String,
+    /// .gguf file with tokenizer.json and tokenizer_config.json beside it [default:
+    /// qwen2.5-1.5b-instruct (GGUF q4_k_m) on the CPU, qwen2.5-1.5b-instruct-bf16 on a GPU]
+    #[arg(long, value_name = "MODEL")]
+    pub summary_model: Option<String>,
 
     /// Where models run: auto, cpu, cuda, cuda:N or metal.
     #[arg(long, value_name = "DEVICE", default_value = "auto")]

@@ -3,6 +3,7 @@
 
 use crate::cli::{self, DType, Engine, SummaryLang};
 use crate::error::{Error, Result};
+use crate::models::registry::{DEFAULT_SUMMARY_MODEL_CPU, DEFAULT_SUMMARY_MODEL_GPU};
 
 /// Where models run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,21 @@ impl Device {
         }
     }
 
+    /// Whether models will run on a GPU: a GPU was asked for, or `auto` finds one (only a
+    /// CUDA or Metal build probes; a CPU build answers at once).
+    pub fn prefers_gpu(self) -> bool {
+        match self {
+            Device::Cpu => false,
+            Device::Cuda(_) | Device::Metal => true,
+            Device::Auto => {
+                (candle_core::utils::cuda_is_available()
+                    && candle_core::Device::new_cuda(0).is_ok())
+                    || (candle_core::utils::metal_is_available()
+                        && candle_core::Device::new_metal(0).is_ok())
+            }
+        }
+    }
+
     pub fn label(self) -> String {
         match self {
             Device::Auto => "auto".into(),
@@ -130,9 +146,16 @@ impl ModelSettings {
                 args.bullets
             )));
         }
+        let device: Device = args.device.parse()?;
+        let device = device.check_available()?;
+        let summary_model = match &args.summary_model {
+            Some(model) => model.clone(),
+            None if device.prefers_gpu() => DEFAULT_SUMMARY_MODEL_GPU.into(),
+            None => DEFAULT_SUMMARY_MODEL_CPU.into(),
+        };
         for (flag, value) in [
             ("--translation-model", &args.translation_model),
-            ("--summary-model", &args.summary_model),
+            ("--summary-model", &summary_model),
         ] {
             if value.trim().is_empty() {
                 return Err(Error::Usage(format!(
@@ -140,11 +163,10 @@ impl ModelSettings {
                 )));
             }
         }
-        let device: Device = args.device.parse()?;
         Ok(ModelSettings {
             translation_model: args.translation_model.clone(),
-            summary_model: args.summary_model.clone(),
-            device: device.check_available()?,
+            summary_model,
+            device,
             dtype: args.dtype,
             bullets: args.bullets,
             summary_lang: args.summary_lang,

@@ -15,7 +15,16 @@ const BUILTIN: &[(&str, &str)] = &[
         "qwen2.5-1.5b-instruct.toml",
         include_str!("../../models/qwen2.5-1.5b-instruct.toml"),
     ),
+    (
+        "qwen2.5-1.5b-instruct-bf16.toml",
+        include_str!("../../models/qwen2.5-1.5b-instruct-bf16.toml"),
+    ),
 ];
+
+/// The default summary model on the CPU: 4-bit GGUF, fast and small.
+pub const DEFAULT_SUMMARY_MODEL_CPU: &str = "qwen2.5-1.5b-instruct";
+/// The default summary model on a GPU: the original half-precision weights.
+pub const DEFAULT_SUMMARY_MODEL_GPU: &str = "qwen2.5-1.5b-instruct-bf16";
 
 /// What a model is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -121,6 +130,9 @@ mod tests {
         let qwen = registry.get("qwen2.5-1.5b-instruct").unwrap();
         assert_eq!(qwen.architecture, "qwen2");
         assert_eq!(qwen.sources.len(), 2);
+        for name in [DEFAULT_SUMMARY_MODEL_CPU, DEFAULT_SUMMARY_MODEL_GPU] {
+            assert_eq!(registry.get(name).unwrap().task, Task::Summarization);
+        }
     }
 
     /// A manifest dropped into models/ but not listed in BUILTIN would be silently ignored.
