@@ -244,6 +244,11 @@ pub struct DigestArgs {
 
     #[command(flatten)]
     pub llm: LlmArgs,
+
+    /// Print the exact prompt the model would read (chat template applied) and exit,
+    /// without loading the weights.
+    #[arg(long, help_heading = "LLM summary options")]
+    pub dump_prompt: bool,
 }
 
 /// Translation search: the model's generation_config.json, overridden here.
@@ -292,11 +297,6 @@ pub struct LlmArgs {
     /// (e.g. "Name every person quoted.").
     #[arg(long, value_name = "TEXT")]
     pub instruction: Option<String>,
-
-    /// Print the exact prompt the model would read (chat template applied) and exit,
-    /// without loading the weights.
-    #[arg(long)]
-    pub dump_prompt: bool,
 
     /// Most tokens to generate per summary [default: the manifest's, else 512].
     #[arg(long, value_name = "N")]

@@ -157,7 +157,6 @@ impl ModelSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmSettings {
     pub instruction: Option<String>,
-    pub dump_prompt: bool,
     pub max_new_tokens: Option<usize>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
@@ -219,7 +218,6 @@ impl LlmSettings {
         }
         Ok(LlmSettings {
             instruction: args.instruction.clone(),
-            dump_prompt: args.dump_prompt,
             max_new_tokens: args.max_new_tokens,
             temperature: args.temperature,
             top_p: args.top_p,

@@ -69,9 +69,14 @@ impl LlmEngine {
 }
 
 /// Options that make sense only with the LLM engine, refused with another.
-fn check_combinations(settings: &ModelSettings, llm: &LlmSettings, mode: Mode) -> Result<()> {
+fn check_combinations(
+    settings: &ModelSettings,
+    llm: &LlmSettings,
+    dump_prompt: bool,
+    mode: Mode,
+) -> Result<()> {
     let uses_llm = mode.summarizes() && settings.engine == Engine::Llm;
-    if llm.dump_prompt && !uses_llm {
+    if dump_prompt && !uses_llm {
         return Err(Error::Usage(
             "--dump-prompt shows the LLM summary prompt: use it with `summarize` or `digest` \
              and the llm engine"
@@ -91,7 +96,7 @@ fn check_combinations(settings: &ModelSettings, llm: &LlmSettings, mode: Mode) -
 pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
     let settings = ModelSettings::from_args(&args.models)?;
     let llm_settings = LlmSettings::from_args(&args.llm)?;
-    check_combinations(&settings, &llm_settings, mode)?;
+    check_combinations(&settings, &llm_settings, args.dump_prompt, mode)?;
     let sources = super::sources(&args.io)?;
     let mut engines = load_engines(args, &settings, &llm_settings, mode, quiet)?;
     let spec = SummarySpec {
@@ -107,7 +112,7 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
         let loaded = input::load(source, args.io.keep_boilerplate)?;
         let mut timings = Timings::default();
         timings.record("input", start);
-        if llm_settings.dump_prompt {
+        if args.dump_prompt {
             let prompt = dump_prompt(&loaded, &spec, &engines, &llm_settings)?;
             return sink.write(&loaded.name, format, &prompt);
         }
@@ -224,7 +229,7 @@ fn load_engines(
         _ => None,
     };
     let llm = match &summary {
-        Some(model) if llm_settings.dump_prompt => {
+        Some(model) if args.dump_prompt => {
             Some(LlmEngine::Prompt(Box::new(chat_tokenizer(model)?)))
         }
         Some(model) => Some(LlmEngine::Loaded(Box::new(load_llm(
@@ -234,7 +239,7 @@ fn load_engines(
         )?))),
         None => None,
     };
-    if llm_settings.dump_prompt {
+    if args.dump_prompt {
         // The prompt is all this run prints: no translation model is needed.
         return Ok(Engines {
             translator: None,
