@@ -8,13 +8,13 @@ use serde::Serialize;
 use crate::cli::{DigestArgs, Engine, SummaryLang};
 use crate::error::{Error, Result};
 use crate::input::{self, Loaded};
-use crate::models::{llm, ResolvedModel, Resolver, Role};
+use crate::models::{ResolvedModel, Resolver, Role};
 use crate::output::{self, Sink};
 use crate::report::{Stop, SummaryReport, Timings};
 use crate::settings::{self, LlmSettings, ModelSettings};
 use crate::summarize::extractive;
 use crate::summarize::llm::{
-    generate_options, max_new_tokens, Budget, LlmSummarizer, Prompter, SummarySpec,
+    generate_options, max_new_tokens, LlmSummarizer, Prompter, SummarySpec,
 };
 use crate::tokenize::chat::{ChatFiles, ChatTokenizer};
 use crate::translate::{TranslationReport, Translator};
@@ -232,9 +232,10 @@ fn load_engines(
         Some(model) if args.dump_prompt => {
             Some(LlmEngine::Prompt(Box::new(chat_tokenizer(model)?)))
         }
-        Some(model) => Some(LlmEngine::Loaded(Box::new(load_llm(
+        Some(model) => Some(LlmEngine::Loaded(Box::new(LlmSummarizer::load(
             model,
-            settings,
+            &settings.device.open()?,
+            settings.dtype,
             llm_settings,
         )?))),
         None => None,
@@ -303,85 +304,21 @@ fn chat_tokenizer(model: &ResolvedModel) -> Result<ChatTokenizer> {
     ChatTokenizer::load(&ChatFiles::of(model))
 }
 
-/// Load the summary LLM once for the whole run.
-fn load_llm(
-    model: &ResolvedModel,
-    settings: &ModelSettings,
-    llm_settings: &LlmSettings,
-) -> Result<LlmSummarizer> {
-    let start = Instant::now();
-    let chat = chat_tokenizer(model)?;
-    let device = settings.device.open()?;
-    if llm::gguf_file(model).is_some() && settings.dtype != crate::cli::DType::Auto {
-        tracing::warn!(
-            "--dtype is ignored for a GGUF model: its weights keep the file's quantization \
-             and activations run in f32"
-        );
-    }
-    let dtype = settings::resolve_dtype(settings.dtype, &device);
-    let lm = llm::load(model, &device, dtype)?;
-    let info = lm.info().clone();
-    let options = generate_options(
-        chat.stop_ids(),
-        &model.generation,
-        &llm_settings.overrides(),
-    )?;
-    let context_tokens = llm_settings.context_tokens.min(info.context_length);
-    if context_tokens < llm_settings.context_tokens {
-        tracing::info!(
-            "--context-tokens {} is more than the model's context ({}): using {context_tokens}",
-            llm_settings.context_tokens,
-            info.context_length
-        );
-    }
-    if max_new_tokens(&options) + settings::MIN_CONTEXT_TOKENS / 2 > context_tokens {
-        return Err(Error::Usage(format!(
-            "--max-new-tokens {} leaves no room for the article in a context of {context_tokens} tokens",
-            max_new_tokens(&options)
-        )));
-    }
-    tracing::info!(
-        "summary model {} loaded in {:.2} s: {} {}, {:?} on {:?}; search {:?}",
-        model.id,
-        start.elapsed().as_secs_f64(),
-        info.architecture,
-        info.weights,
-        info.dtype,
-        info.device,
-        options
-    );
-    Ok(LlmSummarizer {
-        lm,
-        chat,
-        options,
-        budget: Budget {
-            context_tokens,
-            prefill_chunk: PREFILL_CHUNK,
-        },
-    })
-}
-
-/// Prompt tokens fed to the model at once: attention scores stay `512 × context`.
-const PREFILL_CHUNK: usize = 512;
-
 /// A summary from the LLM engine.
 fn summarize_llm(
     loaded: &Loaded,
     spec: &SummarySpec,
     engines: &mut Engines,
-    mut timings: Timings,
+    timings: Timings,
     stream: Option<&mut dyn FnMut(&str)>,
 ) -> Result<SummaryReport> {
     let Some(LlmEngine::Loaded(engine)) = engines.llm.as_mut() else {
         unreachable!("the LLM is loaded when it summarizes")
     };
     let model = engines.summary.as_ref().expect("an llm engine has a model");
-    let start = Instant::now();
-    let summary = engine.summarize(&loaded.document, spec, stream)?;
-    timings.record("summarize", start);
-    timings.set("prefill", summary.prefill_secs * 1000.0);
-    timings.set("generate", summary.generate_secs * 1000.0);
-    if summary.stop == Stop::Length {
+    let mut report = engine.report(&loaded.name, &loaded.document, spec, &model.id, stream)?;
+    report.timings.extend(timings);
+    if report.stop == Stop::Length {
         tracing::warn!(
             "{}: the summary was cut by the token limit (--max-new-tokens {}): \
              its last bullet may be incomplete",
@@ -389,27 +326,15 @@ fn summarize_llm(
             max_new_tokens(&engine.options)
         );
     }
-    if summary.bullets.len() < spec.bullets {
+    if report.bullets.len() < spec.bullets {
         tracing::warn!(
             "{}: the model wrote {} bullets, not {}",
             loaded.name,
-            summary.bullets.len(),
+            report.bullets.len(),
             spec.bullets
         );
     }
-    Ok(SummaryReport {
-        input: loaded.name.clone(),
-        bullets: summary.bullets,
-        language: spec.language,
-        engine: Engine::Llm,
-        model: Some(model.id.clone()),
-        raw: summary.raw,
-        stop: summary.stop,
-        prompt_tokens: summary.prompt_tokens,
-        generated_tokens: summary.generated_tokens,
-        timings,
-        removed: loaded.document.removed.clone(),
-    })
+    Ok(report)
 }
 
 fn summarize(
