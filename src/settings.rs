@@ -228,6 +228,18 @@ impl LlmSettings {
         })
     }
 
+    /// Refuse options that only the LLM summary engine reads when the run does not use it.
+    pub fn check_engine(&self, uses_llm: bool) -> Result<()> {
+        if self.instruction.is_some() && !uses_llm {
+            return Err(Error::Usage(
+                "--instruction is read by the LLM summary engine only (not by --engine \
+                 extractive, nor when translating only)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The decoding options the command line sets, as generation settings that override the
     /// manifest's (see `summarize::llm::generate_options`): `--temperature 0` is greedy,
     /// above 0 samples.

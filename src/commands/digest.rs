@@ -83,14 +83,7 @@ fn check_combinations(
                 .into(),
         ));
     }
-    if llm.instruction.is_some() && !uses_llm {
-        return Err(Error::Usage(
-            "--instruction is read by the LLM summary engine only (not by --engine extractive \
-             or `translate`)"
-                .into(),
-        ));
-    }
-    Ok(())
+    llm.check_engine(uses_llm)
 }
 
 pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
