@@ -67,7 +67,10 @@ pub struct LocalEngines {
     translation_model: Option<ResolvedModel>,
     translator: Option<Translator>,
     llm: Option<LlmEngine>,
-    /// The search options that change translations (not the batch sizes, which do not).
+    /// The kind of device the models run on, when any model runs (see `device_kind`).
+    device: Option<&'static str>,
+    /// What changes translations besides the model: the weights' dtype and the search
+    /// options (not the batch sizes, which do not).
     search: String,
 }
 
@@ -78,22 +81,25 @@ struct LlmEngine {
     summarizer: Mutex<LlmSummarizer>,
     spec: SummarySpec,
     /// What, besides the model's identity, changes its summaries: the instruction, the
-    /// decoding options in effect (the manifest's, then the command line's) and the context
-    /// budget.
+    /// decoding options in effect (the manifest's, then the command line's), the context
+    /// budget, and the dtype it computes in (a GGUF model's own, whatever `--dtype` says).
     fingerprint: String,
 }
 
 impl LlmEngine {
     fn load(
         model: &ResolvedModel,
+        device: &candle_core::Device,
         settings: &ModelSettings,
         llm: &LlmSettings,
     ) -> Result<LlmEngine> {
-        let device = settings.device.open()?;
-        let summarizer = LlmSummarizer::load(model, &device, settings.dtype, llm)?;
+        let summarizer = LlmSummarizer::load(model, device, settings.dtype, llm)?;
         let fingerprint = format!(
-            "instruction={:?};context_tokens={};generate={:?}",
-            llm.instruction, summarizer.budget.context_tokens, summarizer.options
+            "instruction={:?};context_tokens={};generate={:?};summary_dtype={:?}",
+            llm.instruction,
+            summarizer.budget.context_tokens,
+            summarizer.options,
+            summarizer.lm.info().dtype
         );
         Ok(LlmEngine {
             summarizer: Mutex::new(summarizer),
@@ -150,20 +156,25 @@ impl LocalEngines {
             true => Some(resolve(&settings.translation_model, Role::Translation)?),
             false => None,
         };
-        let llm = match &summary_model {
-            Some(model) => Some(LlmEngine::load(model, settings, llm)?),
-            None => None,
+        let device = match summary_model.is_some() || translation_model.is_some() {
+            true => Some(settings.device.open()?),
+            false => None,
         };
-        let translator = match &translation_model {
-            Some(model) => {
+        let llm = match (&summary_model, &device) {
+            (Some(model), Some(device)) => Some(LlmEngine::load(model, device, settings, llm)?),
+            _ => None,
+        };
+        let translation_dtype = device
+            .as_ref()
+            .map(|device| settings::resolve_dtype(settings.dtype, device));
+        let translator = match (&translation_model, &device, translation_dtype) {
+            (Some(model), Some(device), Some(dtype)) => {
                 let (overrides, batching) = settings::search_settings(search)?;
-                let device = settings.device.open()?;
-                let dtype = settings::resolve_dtype(settings.dtype, &device);
                 Some(Translator::load(
-                    model, &device, dtype, &overrides, batching,
+                    model, device, dtype, &overrides, batching,
                 )?)
             }
-            None => None,
+            _ => None,
         };
         if summarizes
             && translator.is_none()
@@ -182,8 +193,10 @@ impl LocalEngines {
             translation_model,
             translator,
             llm,
+            device: device.as_ref().map(device_kind),
             search: format!(
-                "beams={:?};length_penalty={:?};max_length={:?};max_length_factor={:?};no_repeat_ngram={:?};repetition_penalty={:?}",
+                "translation_dtype={:?};beams={:?};length_penalty={:?};max_length={:?};max_length_factor={:?};no_repeat_ngram={:?};repetition_penalty={:?}",
+                translation_dtype,
                 search.beams,
                 search.length_penalty,
                 search.max_length,
@@ -245,6 +258,9 @@ impl Engines for LocalEngines {
             parts.push(format!("translation_model={:?}", models.translation));
             parts.push(self.search.clone());
         }
+        if let Some(device) = self.device {
+            parts.push(format!("device={device}"));
+        }
         parts.join(";")
     }
 
@@ -261,6 +277,16 @@ impl Engines for LocalEngines {
 
     fn summarizes(&self) -> bool {
         self.mode != BatchMode::Translate
+    }
+}
+
+/// The kind of device models run on, as the fingerprint has it: results depend on the kind
+/// (its kernels), not on which GPU of that kind (`--device cuda:0` or `cuda:1`).
+fn device_kind(device: &candle_core::Device) -> &'static str {
+    match device {
+        candle_core::Device::Cpu => "cpu",
+        candle_core::Device::Cuda(_) => "cuda",
+        candle_core::Device::Metal(_) => "metal",
     }
 }
 
@@ -372,11 +398,13 @@ mod tests {
 
     /// The tiny random Qwen2 of the tests (its text is gibberish, but greedy decoding is
     /// deterministic).
-    fn tiny_llm(set: impl FnOnce(&mut LlmArgs)) -> LocalEngines {
+    const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen2/tiny");
+
+    fn llm_engines(model: &str, dtype: DType, set: impl FnOnce(&mut LlmArgs)) -> LocalEngines {
         let mut settings = settings(3);
         settings.engine = Engine::Llm;
-        settings.summary_model =
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen2/tiny").into();
+        settings.summary_model = model.into();
+        settings.dtype = dtype;
         summarize_only(
             &settings,
             &llm(|a| {
@@ -384,6 +412,10 @@ mod tests {
                 set(a)
             }),
         )
+    }
+
+    fn tiny_llm(set: impl FnOnce(&mut LlmArgs)) -> LocalEngines {
+        llm_engines(TINY, DType::Auto, set)
     }
 
     #[test]
@@ -429,5 +461,53 @@ mod tests {
             assert_ne!(*fingerprint, base, "change {i}");
         }
         assert_ne!(changed[4], changed[5], "the seed counts when sampling");
+    }
+
+    #[test]
+    fn the_device_and_dtype_models_compute_in_are_fingerprinted() {
+        // No model, nothing computed: neither changes the extractive engine's bullets.
+        let mut half = settings(5);
+        half.dtype = DType::F16;
+        let extractive = summarize_only(&settings(5), &llm(|_| {})).fingerprint();
+        assert_eq!(
+            summarize_only(&half, &llm(|_| {})).fingerprint(),
+            extractive
+        );
+        assert!(!extractive.contains("device="), "{extractive}");
+
+        let fingerprint = |model: &str, dtype| llm_engines(model, dtype, |_| {}).fingerprint();
+        let auto = fingerprint(TINY, DType::Auto);
+        assert!(auto.contains(";device=cpu"), "{auto}");
+        // `auto` is f32 on the CPU: the same weights, the same summaries.
+        assert_eq!(fingerprint(TINY, DType::F32), auto);
+        assert_ne!(fingerprint(TINY, DType::F16), auto);
+        assert_ne!(fingerprint(TINY, DType::Bf16), auto);
+        // A GGUF model keeps its own weights and computes in f32, whatever --dtype says.
+        let gguf = format!("{TINY}/tiny-q8_0.gguf");
+        assert_eq!(
+            fingerprint(&gguf, DType::F16),
+            fingerprint(&gguf, DType::Auto)
+        );
+        // The translation model's weights too.
+        let translation = |dtype| {
+            let mut settings = settings(5);
+            settings.translation_model = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/marian/tiny-shared"
+            )
+            .into();
+            settings.dtype = dtype;
+            let search = SearchArgs {
+                batch_tokens: 4096,
+                batch_size: 64,
+                ..Default::default()
+            };
+            LocalEngines::load(&settings, &llm(|_| {}), &search, BatchMode::Translate, true)
+                .unwrap()
+                .fingerprint()
+        };
+        let f32 = translation(DType::Auto);
+        assert!(f32.contains(";device=cpu"), "{f32}");
+        assert_ne!(translation(DType::F16), f32);
     }
 }
