@@ -566,7 +566,7 @@ fn an_output_folder_inside_the_archive_is_not_read_as_input() {
 fn usage_errors_fail_before_any_work() {
     let sandbox = Sandbox::new();
     archive(&sandbox);
-    let cases: [(&[&str], i32, &str); 5] = [
+    let cases: [(&[&str], i32, &str); 7] = [
         (
             &["batch", "--shard", "0/3", "archive", "-o", "o"],
             2,
@@ -584,6 +584,28 @@ fn usage_errors_fail_before_any_work() {
             "--engine extractive",
         ),
         (&["batch", "status", "archive"], 3, "no manifest.jsonl here"),
+        (
+            &[
+                "batch",
+                "--mode",
+                "summarize",
+                "--engine",
+                "extractive",
+                "--instruction",
+                "Name every person quoted.",
+                "archive",
+                "-o",
+                "o",
+            ],
+            2,
+            "--instruction is read by the LLM summary engine only",
+        ),
+        // One article's prompt is `precis summarize --dump-prompt`'s job.
+        (
+            &["batch", "--dump-prompt", "archive", "-o", "o"],
+            2,
+            "unexpected argument '--dump-prompt'",
+        ),
     ];
     for (args, code, message) in cases {
         sandbox
