@@ -87,6 +87,7 @@ const BATCH_EXAMPLES: &str = "\
 Examples:
   precis batch archive/ -o out/                        digest every article under archive/
   precis batch --mode summarize --engine extractive archive/ feed.jsonl -o out/
+  precis batch --mode summarize archive/ -o out/       LLM bullet summaries only
   precis batch --glob '2024/**/*.html' archive/ -o out/
   precis batch archive/ -o out/                        (again) resume: finished articles are skipped
   precis batch --shard 2/8 archive/ -o out/shard-2     the 2nd of 8 disjoint parts
@@ -174,6 +175,9 @@ pub struct BatchRunArgs {
 
     #[command(flatten)]
     pub search: SearchArgs,
+
+    #[command(flatten)]
+    pub llm: LlmArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -244,6 +248,11 @@ pub struct DigestArgs {
 
     #[command(flatten)]
     pub llm: LlmArgs,
+
+    /// Print the exact prompt the model would read (chat template applied) and exit,
+    /// without loading the weights.
+    #[arg(long, help_heading = "LLM summary options")]
+    pub dump_prompt: bool,
 }
 
 /// Translation search: the model's generation_config.json, overridden here.
@@ -292,11 +301,6 @@ pub struct LlmArgs {
     /// (e.g. "Name every person quoted.").
     #[arg(long, value_name = "TEXT")]
     pub instruction: Option<String>,
-
-    /// Print the exact prompt the model would read (chat template applied) and exit,
-    /// without loading the weights.
-    #[arg(long)]
-    pub dump_prompt: bool,
 
     /// Most tokens to generate per summary [default: the manifest's, else 512].
     #[arg(long, value_name = "N")]

@@ -179,7 +179,6 @@ impl ModelSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmSettings {
     pub instruction: Option<String>,
-    pub dump_prompt: bool,
     pub max_new_tokens: Option<usize>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
@@ -241,7 +240,6 @@ impl LlmSettings {
         }
         Ok(LlmSettings {
             instruction: args.instruction.clone(),
-            dump_prompt: args.dump_prompt,
             max_new_tokens: args.max_new_tokens,
             temperature: args.temperature,
             top_p: args.top_p,
@@ -250,6 +248,18 @@ impl LlmSettings {
             repeat_penalty: args.repeat_penalty,
             context_tokens: args.context_tokens,
         })
+    }
+
+    /// Refuse options that only the LLM summary engine reads when the run does not use it.
+    pub fn check_engine(&self, uses_llm: bool) -> Result<()> {
+        if self.instruction.is_some() && !uses_llm {
+            return Err(Error::Usage(
+                "--instruction is read by the LLM summary engine only (not by --engine \
+                 extractive, nor when translating only)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The decoding options the command line sets, as generation settings that override the

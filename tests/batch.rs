@@ -566,7 +566,7 @@ fn an_output_folder_inside_the_archive_is_not_read_as_input() {
 fn usage_errors_fail_before_any_work() {
     let sandbox = Sandbox::new();
     archive(&sandbox);
-    let cases: [(&[&str], i32, &str); 5] = [
+    let cases: [(&[&str], i32, &str); 7] = [
         (
             &["batch", "--shard", "0/3", "archive", "-o", "o"],
             2,
@@ -584,6 +584,28 @@ fn usage_errors_fail_before_any_work() {
             "--engine extractive",
         ),
         (&["batch", "status", "archive"], 3, "no manifest.jsonl here"),
+        (
+            &[
+                "batch",
+                "--mode",
+                "summarize",
+                "--engine",
+                "extractive",
+                "--instruction",
+                "Name every person quoted.",
+                "archive",
+                "-o",
+                "o",
+            ],
+            2,
+            "--instruction is read by the LLM summary engine only",
+        ),
+        // One article's prompt is `precis summarize --dump-prompt`'s job.
+        (
+            &["batch", "--dump-prompt", "archive", "-o", "o"],
+            2,
+            "unexpected argument '--dump-prompt'",
+        ),
     ];
     for (args, code, message) in cases {
         sandbox
@@ -660,4 +682,109 @@ fn digest_runs_translate_every_article_like_the_single_command() {
     let lines = manifest(&sandbox.path().join("out"));
     assert_eq!(lines.len(), 3);
     assert!(lines.values().all(|l| l["status"] == "done"));
+}
+
+/// An LLM summary run over the five samples with the tiny random Qwen2 of the tests (its
+/// text is gibberish, but greedy decoding makes it the same on every run): every article
+/// summarized by the model and recorded, a rerun skips them all, and a changed decoding
+/// option redoes them.
+#[test]
+fn llm_summaries_are_written_resumed_and_redone_when_decoding_changes() {
+    let sandbox = Sandbox::new();
+    let model = common::root().join("tests/fixtures/qwen2/tiny");
+    let dir = sandbox.path().join("articles");
+    std::fs::create_dir(&dir).unwrap();
+    for name in SAMPLES {
+        std::fs::copy(sample(name), dir.join(name)).unwrap();
+    }
+    let run = |max_new_tokens: &str| -> Output {
+        let out = sandbox
+            .precis()
+            .args(["batch", "--mode", "summarize", "--engine", "llm"])
+            .arg("--summary-model")
+            .arg(&model)
+            .args(["--max-new-tokens", max_new_tokens, "articles", "-o", "out"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out
+    };
+    let summary = |out: &Path, name: &str| -> Value {
+        let json = out.join(name.replace(".txt", ".json"));
+        let digest: Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        assert_eq!(digest["summary"]["model"], digest["models"]["summary"]);
+        assert!(digest["translation"].is_null() && digest["models"]["translation"].is_null());
+        digest["summary"].clone()
+    };
+
+    let first = run("16");
+    let n = SAMPLES.len();
+    assert!(
+        stderr(&first).contains(&format!("{n} of {n} articles: {n} done, 0 unchanged")),
+        "{}",
+        stderr(&first)
+    );
+    let out = sandbox.path().join("out");
+    let lines = manifest(&out);
+    assert_eq!(lines.keys().collect::<Vec<_>>(), SAMPLES);
+    let mut first_summaries = BTreeMap::new();
+    for (name, line) in &lines {
+        assert_eq!(line["status"], "done", "{line}");
+        let stem = name.trim_end_matches(".txt");
+        assert_eq!(
+            line["output"],
+            serde_json::json!([format!("{stem}.json"), format!("{stem}.md")])
+        );
+        for stage in ["summarize_ms", "prefill_ms", "generate_ms"] {
+            assert!(line["timings"][stage].is_number(), "no {stage} in {line}");
+        }
+        let s = summary(&out, name);
+        assert_eq!(s["engine"], "llm");
+        let id = s["model"].as_str().unwrap();
+        assert!(id.starts_with("local:") && id.contains("#sha256:"), "{id}");
+        assert!(!s["raw"].as_str().unwrap().is_empty(), "{s}");
+        assert!(s["bullets"].as_array().unwrap().len() <= 5, "{s}");
+        assert!(s["prompt_tokens"].as_u64().unwrap() > 100, "{s}");
+        let generated = s["generated_tokens"].as_u64().unwrap();
+        match s["stop"].as_str().unwrap() {
+            "length" => assert_eq!(generated, 16, "{s}"),
+            _ => assert!((1..=16).contains(&generated), "{s}"),
+        }
+        first_summaries.insert(name.clone(), s);
+    }
+    assert!(
+        first_summaries.values().any(|s| s["stop"] == "length"),
+        "every summary ended within 16 tokens: the redo below would change none of them"
+    );
+    let results = files(&out);
+
+    // The same command again: nothing to do, nothing rewritten.
+    let again = run("16");
+    assert!(
+        stderr(&again).contains(&format!("{n} of {n} articles: 0 done, {n} unchanged")),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(files(&out), results);
+    assert_eq!(
+        manifest(&out).values().map(timeless).collect::<Vec<_>>(),
+        lines.values().map(timeless).collect::<Vec<_>>()
+    );
+
+    // More new tokens: a summary cut at 16 goes on, so every article is redone.
+    let longer = run("24");
+    assert!(
+        stderr(&longer).contains(&format!("{n} of {n} articles: {n} done, 0 unchanged")),
+        "{}",
+        stderr(&longer)
+    );
+    let relines = manifest(&out);
+    for (name, line) in &relines {
+        assert_eq!(line["status"], "done", "{line}");
+        assert_ne!(line["fingerprint"], lines[name]["fingerprint"]);
+        let s = summary(&out, name);
+        if first_summaries[name]["stop"] == "length" {
+            assert!(s["generated_tokens"].as_u64().unwrap() > 16, "{s}");
+        }
+    }
 }

@@ -2,10 +2,10 @@
 //! care which summary or translation engine is built in (and tests can plug in their own).
 //!
 //! `LocalEngines` is the real one: models are resolved (downloaded, checked) and loaded once
-//! per run, before any article is read: the Marian translator, and the extractive summary
-//! engine (archive runs do not drive the LLM summary engine yet: asking for it fails at once
-//! with `Error::Unsupported` rather than after the first article).
+//! per run, before any article is read: the Marian translator, the LLM summary engine, and
+//! the extractive one.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::input::Document;
 use crate::models::{ResolvedModel, Resolver, Role};
 use crate::report::{Stop, SummaryReport, Timings};
-use crate::settings::{self, ModelSettings};
+use crate::settings::{self, LlmSettings, ModelSettings};
 use crate::summarize::extractive;
+use crate::summarize::llm::{LlmSummarizer, SummarySpec};
 use crate::translate::Translator;
 
 /// What an archive run needs from the engines.
@@ -65,15 +66,69 @@ pub struct LocalEngines {
     summary_model: Option<ResolvedModel>,
     translation_model: Option<ResolvedModel>,
     translator: Option<Translator>,
-    /// The search options that change translations (not the batch sizes, which do not).
+    llm: Option<LlmEngine>,
+    /// The kind of device the models run on, when any model runs (see `device_kind`).
+    device: Option<&'static str>,
+    /// What changes translations besides the model: the weights' dtype and the search
+    /// options (not the batch sizes, which do not).
     search: String,
 }
 
+/// The LLM summary engine of a run. `LlmSummarizer::summarize` takes `&mut self` (the
+/// model's KV cache) while the run shares its engines by reference: the lock hands the one
+/// loaded model to one article at a time.
+struct LlmEngine {
+    summarizer: Mutex<LlmSummarizer>,
+    spec: SummarySpec,
+    /// What, besides the model's identity, changes its summaries: the instruction, the
+    /// decoding options in effect (the manifest's, then the command line's), the context
+    /// budget, and the dtype it computes in (a GGUF model's own, whatever `--dtype` says).
+    fingerprint: String,
+}
+
+impl LlmEngine {
+    fn load(
+        model: &ResolvedModel,
+        device: &candle_core::Device,
+        settings: &ModelSettings,
+        llm: &LlmSettings,
+    ) -> Result<LlmEngine> {
+        let summarizer = LlmSummarizer::load(model, device, settings.dtype, llm)?;
+        let fingerprint = format!(
+            "instruction={:?};context_tokens={};generate={:?};summary_dtype={:?}",
+            llm.instruction,
+            summarizer.budget.context_tokens,
+            summarizer.options,
+            summarizer.lm.info().dtype
+        );
+        Ok(LlmEngine {
+            summarizer: Mutex::new(summarizer),
+            spec: SummarySpec {
+                bullets: settings.bullets,
+                language: settings.summary_lang,
+                instruction: llm.instruction.clone(),
+            },
+            fingerprint,
+        })
+    }
+
+    fn summarize(&self, name: &str, doc: &Document, model: &str) -> Result<SummaryReport> {
+        // A panic on an earlier article ends the run, so a poisoned lock is never seen here;
+        // and every model call starts from an empty cache anyway.
+        let mut summarizer = self
+            .summarizer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        summarizer.report(name, doc, &self.spec, model, None)
+    }
+}
+
 impl LocalEngines {
-    /// Resolve the models the mode needs (once for the whole run) and refuse engines that
-    /// are not built in yet.
+    /// Resolve and load the models the mode needs, once for the whole run, before any
+    /// article is read.
     pub fn load(
         settings: &ModelSettings,
+        llm: &LlmSettings,
         search: &SearchArgs,
         mode: BatchMode,
         quiet: bool,
@@ -101,20 +156,25 @@ impl LocalEngines {
             true => Some(resolve(&settings.translation_model, Role::Translation)?),
             false => None,
         };
-        // The LLM engine is not built in yet: say so before any work.
-        if let Some(model) = &summary_model {
-            return Err(not_built_in(model));
-        }
-        let translator = match &translation_model {
-            Some(model) => {
+        let device = match summary_model.is_some() || translation_model.is_some() {
+            true => Some(settings.device.open()?),
+            false => None,
+        };
+        let llm = match (&summary_model, &device) {
+            (Some(model), Some(device)) => Some(LlmEngine::load(model, device, settings, llm)?),
+            _ => None,
+        };
+        let translation_dtype = device
+            .as_ref()
+            .map(|device| settings::resolve_dtype(settings.dtype, device));
+        let translator = match (&translation_model, &device, translation_dtype) {
+            (Some(model), Some(device), Some(dtype)) => {
                 let (overrides, batching) = settings::search_settings(search)?;
-                let device = settings.device.open()?;
-                let dtype = settings::resolve_dtype(settings.dtype, &device);
                 Some(Translator::load(
-                    model, &device, dtype, &overrides, batching,
+                    model, device, dtype, &overrides, batching,
                 )?)
             }
-            None => None,
+            _ => None,
         };
         if summarizes
             && translator.is_none()
@@ -132,8 +192,11 @@ impl LocalEngines {
             summary_model,
             translation_model,
             translator,
+            llm,
+            device: device.as_ref().map(device_kind),
             search: format!(
-                "beams={:?};length_penalty={:?};max_length={:?};max_length_factor={:?};no_repeat_ngram={:?};repetition_penalty={:?}",
+                "translation_dtype={:?};beams={:?};length_penalty={:?};max_length={:?};max_length_factor={:?};no_repeat_ngram={:?};repetition_penalty={:?}",
+                translation_dtype,
                 search.beams,
                 search.length_penalty,
                 search.max_length,
@@ -142,17 +205,6 @@ impl LocalEngines {
                 search.repetition_penalty
             ),
         })
-    }
-}
-
-/// A model that resolved and checked, for which this build has no inference engine yet.
-fn not_built_in(model: &ResolvedModel) -> Error {
-    Error::Unsupported {
-        what: format!(
-            "{} ({}): archive runs do not drive the LLM summary engine yet (precis summarize \
-             does, one article at a time); for archives use `--engine extractive`",
-            model.id, model.architecture
-        ),
     }
 }
 
@@ -167,8 +219,8 @@ impl Engines for LocalEngines {
     }
 
     fn summarize(&self, name: &str, doc: &Document) -> Result<SummaryReport> {
-        if let Some(model) = &self.summary_model {
-            return Err(not_built_in(model));
+        if let (Some(llm), Some(model)) = (&self.llm, &self.summary_model) {
+            return llm.summarize(name, doc, &model.id);
         }
         let mut report = extractive_report(name, doc, self.settings.bullets);
         // English bullets: the picked sentences, translated.
@@ -198,10 +250,16 @@ impl Engines for LocalEngines {
                 parts.push(format!("summary_lang={:?}", self.settings.summary_lang));
             }
             parts.push(format!("summary_model={:?}", models.summary));
+            if let Some(llm) = &self.llm {
+                parts.push(llm.fingerprint.clone());
+            }
         }
         if self.translator.is_some() {
             parts.push(format!("translation_model={:?}", models.translation));
             parts.push(self.search.clone());
+        }
+        if let Some(device) = self.device {
+            parts.push(format!("device={device}"));
         }
         parts.join(";")
     }
@@ -219,6 +277,16 @@ impl Engines for LocalEngines {
 
     fn summarizes(&self) -> bool {
         self.mode != BatchMode::Translate
+    }
+}
+
+/// The kind of device models run on, as the fingerprint has it: results depend on the kind
+/// (its kernels), not on which GPU of that kind (`--device cuda:0` or `cuda:1`).
+fn device_kind(device: &candle_core::Device) -> &'static str {
+    match device {
+        candle_core::Device::Cpu => "cpu",
+        candle_core::Device::Cuda(_) => "cuda",
+        candle_core::Device::Metal(_) => "metal",
     }
 }
 
@@ -247,7 +315,7 @@ fn extractive_report(name: &str, doc: &Document, bullets: usize) -> SummaryRepor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{DType, SummaryLang};
+    use crate::cli::{DType, LlmArgs, SummaryLang};
     use crate::settings::Device;
 
     fn settings(bullets: usize) -> ModelSettings {
@@ -262,23 +330,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn extractive_engines_summarize_and_refuse_to_translate() {
-        let engines = LocalEngines::load(
-            &settings(2),
+    /// The LLM options of a command line with `set` applied to the defaults.
+    fn llm(set: impl FnOnce(&mut LlmArgs)) -> LlmSettings {
+        let mut args = LlmArgs {
+            context_tokens: 8192,
+            ..Default::default()
+        };
+        set(&mut args);
+        LlmSettings::from_args(&args).unwrap()
+    }
+
+    fn summarize_only(settings: &ModelSettings, llm: &LlmSettings) -> LocalEngines {
+        LocalEngines::load(
+            settings,
+            llm,
             &SearchArgs::default(),
             BatchMode::Summarize,
             true,
         )
-        .unwrap();
-        assert!(engines.summarizes() && !engines.translates());
-        let doc = crate::input::document(
+        .unwrap()
+    }
+
+    fn article() -> Document {
+        crate::input::document(
             "Le gouvernement a présenté hier un nouveau budget pour l’année prochaine.\n\
              Les syndicats dénoncent une hausse des impôts locaux dans plusieurs régions.\n\
              La météo sera ensoleillée sur toute la Bretagne demain et après-demain.",
             false,
-        );
-        let report = engines.summarize("a.txt", &doc).unwrap();
+        )
+    }
+
+    #[test]
+    fn extractive_engines_summarize_and_refuse_to_translate() {
+        let engines = summarize_only(&settings(2), &llm(|_| {}));
+        assert!(engines.summarizes() && !engines.translates());
+        let report = engines.summarize("a.txt", &article()).unwrap();
         assert_eq!(report.bullets.len(), 2);
         let err = engines.translate(&["Bonjour."]).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }) && is_fatal(&err));
@@ -287,23 +373,141 @@ mod tests {
 
     #[test]
     fn fingerprint_changes_with_what_changes_outputs() {
-        let load = |bullets| {
-            LocalEngines::load(
-                &settings(bullets),
-                &SearchArgs::default(),
-                BatchMode::Summarize,
-                true,
-            )
-        };
-        let (three, five) = (load(3).unwrap(), load(5).unwrap());
+        let load = |bullets| summarize_only(&settings(bullets), &llm(|_| {}));
+        let (three, five) = (load(3), load(5));
         assert_ne!(three.fingerprint(), five.fingerprint());
-        assert_eq!(five.fingerprint(), load(5).unwrap().fingerprint());
+        assert_eq!(five.fingerprint(), load(5).fingerprint());
         // The extractive engine always quotes the French article: the summary language
         // does not change its output.
         let mut fr = settings(5);
         fr.summary_lang = SummaryLang::Fr;
-        let fr =
-            LocalEngines::load(&fr, &SearchArgs::default(), BatchMode::Summarize, true).unwrap();
-        assert_eq!(fr.fingerprint(), five.fingerprint());
+        assert_eq!(
+            summarize_only(&fr, &llm(|_| {})).fingerprint(),
+            five.fingerprint()
+        );
+        // Nor do the LLM's options, which it does not read.
+        let sampled = llm(|a| {
+            a.max_new_tokens = Some(16);
+            a.temperature = Some(0.7)
+        });
+        assert_eq!(
+            summarize_only(&settings(5), &sampled).fingerprint(),
+            five.fingerprint()
+        );
+    }
+
+    /// The tiny random Qwen2 of the tests (its text is gibberish, but greedy decoding is
+    /// deterministic).
+    const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen2/tiny");
+
+    fn llm_engines(model: &str, dtype: DType, set: impl FnOnce(&mut LlmArgs)) -> LocalEngines {
+        let mut settings = settings(3);
+        settings.engine = Engine::Llm;
+        settings.summary_model = model.into();
+        settings.dtype = dtype;
+        summarize_only(
+            &settings,
+            &llm(|a| {
+                a.max_new_tokens = Some(16);
+                set(a)
+            }),
+        )
+    }
+
+    fn tiny_llm(set: impl FnOnce(&mut LlmArgs)) -> LocalEngines {
+        llm_engines(TINY, DType::Auto, set)
+    }
+
+    #[test]
+    fn the_llm_engine_summarizes_article_after_article() {
+        let engines = tiny_llm(|_| {});
+        let model = engines.models().summary.expect("a summary model");
+        assert!(model.starts_with("local:"), "{model}");
+        let first = engines.summarize("a.txt", &article()).unwrap();
+        assert_eq!(
+            (first.engine, first.language),
+            (Engine::Llm, SummaryLang::En)
+        );
+        assert_eq!(first.model.as_deref(), Some(model.as_str()));
+        assert!(first.bullets.len() <= 3 && first.generated_tokens <= 16);
+        assert!(first.prompt_tokens > 0 && !first.raw.is_empty());
+        // The one shared model serves the next article from a clean state.
+        let second = engines.summarize("b.txt", &article()).unwrap();
+        assert_eq!((second.input.as_str(), &second.raw), ("b.txt", &first.raw));
+    }
+
+    #[test]
+    fn the_llm_decoding_options_in_effect_are_fingerprinted() {
+        let base = tiny_llm(|_| {}).fingerprint();
+        // Greedy either way, and the seed draws nothing when greedy: same summaries.
+        assert_eq!(tiny_llm(|a| a.temperature = Some(0.0)).fingerprint(), base);
+        assert_eq!(tiny_llm(|a| a.seed = 9).fingerprint(), base);
+        let sampled = |seed| {
+            tiny_llm(|a| {
+                a.temperature = Some(0.7);
+                a.seed = seed
+            })
+            .fingerprint()
+        };
+        let changed = [
+            tiny_llm(|a| a.max_new_tokens = Some(17)).fingerprint(),
+            tiny_llm(|a| a.repeat_penalty = Some(1.3)).fingerprint(),
+            tiny_llm(|a| a.instruction = Some("Name every person quoted.".into())).fingerprint(),
+            tiny_llm(|a| a.context_tokens = 1024).fingerprint(),
+            sampled(1),
+            sampled(2),
+        ];
+        for (i, fingerprint) in changed.iter().enumerate() {
+            assert_ne!(*fingerprint, base, "change {i}");
+        }
+        assert_ne!(changed[4], changed[5], "the seed counts when sampling");
+    }
+
+    #[test]
+    fn the_device_and_dtype_models_compute_in_are_fingerprinted() {
+        // No model, nothing computed: neither changes the extractive engine's bullets.
+        let mut half = settings(5);
+        half.dtype = DType::F16;
+        let extractive = summarize_only(&settings(5), &llm(|_| {})).fingerprint();
+        assert_eq!(
+            summarize_only(&half, &llm(|_| {})).fingerprint(),
+            extractive
+        );
+        assert!(!extractive.contains("device="), "{extractive}");
+
+        let fingerprint = |model: &str, dtype| llm_engines(model, dtype, |_| {}).fingerprint();
+        let auto = fingerprint(TINY, DType::Auto);
+        assert!(auto.contains(";device=cpu"), "{auto}");
+        // `auto` is f32 on the CPU: the same weights, the same summaries.
+        assert_eq!(fingerprint(TINY, DType::F32), auto);
+        assert_ne!(fingerprint(TINY, DType::F16), auto);
+        assert_ne!(fingerprint(TINY, DType::Bf16), auto);
+        // A GGUF model keeps its own weights and computes in f32, whatever --dtype says.
+        let gguf = format!("{TINY}/tiny-q8_0.gguf");
+        assert_eq!(
+            fingerprint(&gguf, DType::F16),
+            fingerprint(&gguf, DType::Auto)
+        );
+        // The translation model's weights too.
+        let translation = |dtype| {
+            let mut settings = settings(5);
+            settings.translation_model = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/marian/tiny-shared"
+            )
+            .into();
+            settings.dtype = dtype;
+            let search = SearchArgs {
+                batch_tokens: 4096,
+                batch_size: 64,
+                ..Default::default()
+            };
+            LocalEngines::load(&settings, &llm(|_| {}), &search, BatchMode::Translate, true)
+                .unwrap()
+                .fingerprint()
+        };
+        let f32 = translation(DType::Auto);
+        assert!(f32.contains(";device=cpu"), "{f32}");
+        assert_ne!(translation(DType::F16), f32);
     }
 }

@@ -33,10 +33,10 @@ use inputs::{Entry, Selection};
 use manifest::{Line, Status};
 use progress::Progress;
 
-use crate::cli::{BatchFormat, BatchRunArgs, LangChoice};
+use crate::cli::{BatchFormat, BatchMode, BatchRunArgs, Engine, LangChoice};
 use crate::error::{Error, Result};
 use crate::report::{Stop, Timings};
-use crate::settings::ModelSettings;
+use crate::settings::{LlmSettings, ModelSettings};
 
 pub use status::status;
 
@@ -104,8 +104,10 @@ impl Settings {
 /// Run `precis batch INPUT… -o OUT`.
 pub fn run(args: &BatchRunArgs, quiet: bool) -> Result<()> {
     let models = ModelSettings::from_args(&args.models)?;
+    let llm = LlmSettings::from_args(&args.llm)?;
+    llm.check_engine(args.mode != BatchMode::Translate && models.engine == Engine::Llm)?;
     let settings = Settings::from_args(args)?;
-    let engines = engine::LocalEngines::load(&models, &args.search, args.mode, quiet)?;
+    let engines = engine::LocalEngines::load(&models, &llm, &args.search, args.mode, quiet)?;
     run_with(&settings, &engines, quiet)
 }
 

@@ -8,13 +8,13 @@ use serde::Serialize;
 use crate::cli::{DigestArgs, Engine, SummaryLang};
 use crate::error::{Error, Result};
 use crate::input::{self, Loaded};
-use crate::models::{llm, ResolvedModel, Resolver, Role};
+use crate::models::{ResolvedModel, Resolver, Role};
 use crate::output::{self, Sink};
 use crate::report::{Stop, SummaryReport, Timings};
 use crate::settings::{self, LlmSettings, ModelSettings};
 use crate::summarize::extractive;
 use crate::summarize::llm::{
-    generate_options, max_new_tokens, Budget, LlmSummarizer, Prompter, SummarySpec,
+    generate_options, max_new_tokens, LlmSummarizer, Prompter, SummarySpec,
 };
 use crate::tokenize::chat::{ChatFiles, ChatTokenizer};
 use crate::translate::{TranslationReport, Translator};
@@ -69,29 +69,27 @@ impl LlmEngine {
 }
 
 /// Options that make sense only with the LLM engine, refused with another.
-fn check_combinations(settings: &ModelSettings, llm: &LlmSettings, mode: Mode) -> Result<()> {
+fn check_combinations(
+    settings: &ModelSettings,
+    llm: &LlmSettings,
+    dump_prompt: bool,
+    mode: Mode,
+) -> Result<()> {
     let uses_llm = mode.summarizes() && settings.engine == Engine::Llm;
-    if llm.dump_prompt && !uses_llm {
+    if dump_prompt && !uses_llm {
         return Err(Error::Usage(
             "--dump-prompt shows the LLM summary prompt: use it with `summarize` or `digest` \
              and the llm engine"
                 .into(),
         ));
     }
-    if llm.instruction.is_some() && !uses_llm {
-        return Err(Error::Usage(
-            "--instruction is read by the LLM summary engine only (not by --engine extractive \
-             or `translate`)"
-                .into(),
-        ));
-    }
-    Ok(())
+    llm.check_engine(uses_llm)
 }
 
 pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
     let settings = ModelSettings::from_args(&args.models)?;
     let llm_settings = LlmSettings::from_args(&args.llm)?;
-    check_combinations(&settings, &llm_settings, mode)?;
+    check_combinations(&settings, &llm_settings, args.dump_prompt, mode)?;
     let sources = super::sources(&args.io)?;
     let mut engines = load_engines(args, &settings, &llm_settings, mode, quiet)?;
     let spec = SummarySpec {
@@ -107,7 +105,7 @@ pub fn run(args: &DigestArgs, mode: Mode, quiet: bool) -> Result<()> {
         let loaded = input::load(source, args.io.keep_boilerplate)?;
         let mut timings = Timings::default();
         timings.record("input", start);
-        if llm_settings.dump_prompt {
+        if args.dump_prompt {
             let prompt = dump_prompt(&loaded, &spec, &engines, &llm_settings)?;
             return sink.write(&loaded.name, format, &prompt);
         }
@@ -224,17 +222,18 @@ fn load_engines(
         _ => None,
     };
     let llm = match &summary {
-        Some(model) if llm_settings.dump_prompt => {
+        Some(model) if args.dump_prompt => {
             Some(LlmEngine::Prompt(Box::new(chat_tokenizer(model)?)))
         }
-        Some(model) => Some(LlmEngine::Loaded(Box::new(load_llm(
+        Some(model) => Some(LlmEngine::Loaded(Box::new(LlmSummarizer::load(
             model,
-            settings,
+            &settings.device.open()?,
+            settings.dtype,
             llm_settings,
         )?))),
         None => None,
     };
-    if llm_settings.dump_prompt {
+    if args.dump_prompt {
         // The prompt is all this run prints: no translation model is needed.
         return Ok(Engines {
             translator: None,
@@ -298,85 +297,21 @@ fn chat_tokenizer(model: &ResolvedModel) -> Result<ChatTokenizer> {
     ChatTokenizer::load(&ChatFiles::of(model))
 }
 
-/// Load the summary LLM once for the whole run.
-fn load_llm(
-    model: &ResolvedModel,
-    settings: &ModelSettings,
-    llm_settings: &LlmSettings,
-) -> Result<LlmSummarizer> {
-    let start = Instant::now();
-    let chat = chat_tokenizer(model)?;
-    let device = settings.device.open()?;
-    if llm::gguf_file(model).is_some() && settings.dtype != crate::cli::DType::Auto {
-        tracing::warn!(
-            "--dtype is ignored for a GGUF model: its weights keep the file's quantization \
-             and activations run in f32"
-        );
-    }
-    let dtype = settings::resolve_dtype(settings.dtype, &device);
-    let lm = llm::load(model, &device, dtype)?;
-    let info = lm.info().clone();
-    let options = generate_options(
-        chat.stop_ids(),
-        &model.generation,
-        &llm_settings.overrides(),
-    )?;
-    let context_tokens = llm_settings.context_tokens.min(info.context_length);
-    if context_tokens < llm_settings.context_tokens {
-        tracing::info!(
-            "--context-tokens {} is more than the model's context ({}): using {context_tokens}",
-            llm_settings.context_tokens,
-            info.context_length
-        );
-    }
-    if max_new_tokens(&options) + settings::MIN_CONTEXT_TOKENS / 2 > context_tokens {
-        return Err(Error::Usage(format!(
-            "--max-new-tokens {} leaves no room for the article in a context of {context_tokens} tokens",
-            max_new_tokens(&options)
-        )));
-    }
-    tracing::info!(
-        "summary model {} loaded in {:.2} s: {} {}, {:?} on {:?}; search {:?}",
-        model.id,
-        start.elapsed().as_secs_f64(),
-        info.architecture,
-        info.weights,
-        info.dtype,
-        info.device,
-        options
-    );
-    Ok(LlmSummarizer {
-        lm,
-        chat,
-        options,
-        budget: Budget {
-            context_tokens,
-            prefill_chunk: PREFILL_CHUNK,
-        },
-    })
-}
-
-/// Prompt tokens fed to the model at once: attention scores stay `512 × context`.
-const PREFILL_CHUNK: usize = 512;
-
 /// A summary from the LLM engine.
 fn summarize_llm(
     loaded: &Loaded,
     spec: &SummarySpec,
     engines: &mut Engines,
-    mut timings: Timings,
+    timings: Timings,
     stream: Option<&mut dyn FnMut(&str)>,
 ) -> Result<SummaryReport> {
     let Some(LlmEngine::Loaded(engine)) = engines.llm.as_mut() else {
         unreachable!("the LLM is loaded when it summarizes")
     };
     let model = engines.summary.as_ref().expect("an llm engine has a model");
-    let start = Instant::now();
-    let summary = engine.summarize(&loaded.document, spec, stream)?;
-    timings.record("summarize", start);
-    timings.set("prefill", summary.prefill_secs * 1000.0);
-    timings.set("generate", summary.generate_secs * 1000.0);
-    if summary.stop == Stop::Length {
+    let mut report = engine.report(&loaded.name, &loaded.document, spec, &model.id, stream)?;
+    report.timings.extend(timings);
+    if report.stop == Stop::Length {
         tracing::warn!(
             "{}: the summary was cut by the token limit (--max-new-tokens {}): \
              its last bullet may be incomplete",
@@ -384,27 +319,15 @@ fn summarize_llm(
             max_new_tokens(&engine.options)
         );
     }
-    if summary.bullets.len() < spec.bullets {
+    if report.bullets.len() < spec.bullets {
         tracing::warn!(
             "{}: the model wrote {} bullets, not {}",
             loaded.name,
-            summary.bullets.len(),
+            report.bullets.len(),
             spec.bullets
         );
     }
-    Ok(SummaryReport {
-        input: loaded.name.clone(),
-        bullets: summary.bullets,
-        language: spec.language,
-        engine: Engine::Llm,
-        model: Some(model.id.clone()),
-        raw: summary.raw,
-        stop: summary.stop,
-        prompt_tokens: summary.prompt_tokens,
-        generated_tokens: summary.generated_tokens,
-        timings,
-        removed: loaded.document.removed.clone(),
-    })
+    Ok(report)
 }
 
 fn summarize(

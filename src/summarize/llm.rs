@@ -7,13 +7,15 @@
 
 use std::time::Instant;
 
-use crate::cli::SummaryLang;
+use crate::cli::{DType, Engine, SummaryLang};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, GenerationSettings, TokenIds};
 use crate::input::Document;
-use crate::models::llm::{CausalLm, LlmDecoder};
-use crate::report::Stop;
-use crate::tokenize::chat::{ChatTokenizer, Message};
+use crate::models::llm::{self, CausalLm, LlmDecoder};
+use crate::models::ResolvedModel;
+use crate::report::{Stop, SummaryReport, Timings};
+use crate::settings::{self, LlmSettings};
+use crate::tokenize::chat::{ChatFiles, ChatTokenizer, Message};
 
 use super::bullets;
 
@@ -313,7 +315,100 @@ pub struct LlmSummarizer {
 /// Where streamed text goes (the terminal), if anywhere.
 pub type StreamSink<'a> = Option<&'a mut dyn FnMut(&str)>;
 
+/// Prompt tokens fed to the model at once: attention scores stay `512 × context`.
+const PREFILL_CHUNK: usize = 512;
+
 impl LlmSummarizer {
+    /// Load a resolved summary model on `device` with the run's decoding options: once for a
+    /// whole run. `dtype` applies to safetensors weights (a GGUF file keeps its own).
+    pub fn load(
+        model: &ResolvedModel,
+        device: &candle_core::Device,
+        dtype: DType,
+        llm_settings: &LlmSettings,
+    ) -> Result<LlmSummarizer> {
+        let start = Instant::now();
+        let chat = ChatTokenizer::load(&ChatFiles::of(model))?;
+        if llm::gguf_file(model).is_some() && dtype != DType::Auto {
+            tracing::warn!(
+                "--dtype is ignored for a GGUF model: its weights keep the file's quantization \
+                 and activations run in f32"
+            );
+        }
+        let lm = llm::load(model, device, settings::resolve_dtype(dtype, device))?;
+        let info = lm.info().clone();
+        let options = generate_options(
+            chat.stop_ids(),
+            &model.generation,
+            &llm_settings.overrides(),
+        )?;
+        let context_tokens = llm_settings.context_tokens.min(info.context_length);
+        if context_tokens < llm_settings.context_tokens {
+            tracing::info!(
+                "--context-tokens {} is more than the model's context ({}): using {context_tokens}",
+                llm_settings.context_tokens,
+                info.context_length
+            );
+        }
+        if max_new_tokens(&options) + settings::MIN_CONTEXT_TOKENS / 2 > context_tokens {
+            return Err(Error::Usage(format!(
+                "--max-new-tokens {} leaves no room for the article in a context of {context_tokens} tokens",
+                max_new_tokens(&options)
+            )));
+        }
+        tracing::info!(
+            "summary model {} loaded in {:.2} s: {} {}, {:?} on {:?}; search {:?}",
+            model.id,
+            start.elapsed().as_secs_f64(),
+            info.architecture,
+            info.weights,
+            info.dtype,
+            info.device,
+            options
+        );
+        Ok(LlmSummarizer {
+            lm,
+            chat,
+            options,
+            budget: Budget {
+                context_tokens,
+                prefill_chunk: PREFILL_CHUNK,
+            },
+        })
+    }
+
+    /// Summarize one article into the report that outputs show: `model` is the summary
+    /// model's id (`repo@commit`), `name` the article's; timings hold `summarize`, `prefill`
+    /// and `generate`.
+    pub fn report(
+        &mut self,
+        name: &str,
+        doc: &Document,
+        spec: &SummarySpec,
+        model: &str,
+        stream: StreamSink,
+    ) -> Result<SummaryReport> {
+        let start = Instant::now();
+        let summary = self.summarize(doc, spec, stream)?;
+        let mut timings = Timings::default();
+        timings.record("summarize", start);
+        timings.set("prefill", summary.prefill_secs * 1000.0);
+        timings.set("generate", summary.generate_secs * 1000.0);
+        Ok(SummaryReport {
+            input: name.to_string(),
+            bullets: summary.bullets,
+            language: spec.language,
+            engine: Engine::Llm,
+            model: Some(model.to_string()),
+            raw: summary.raw,
+            stop: summary.stop,
+            prompt_tokens: summary.prompt_tokens,
+            generated_tokens: summary.generated_tokens,
+            timings,
+            removed: doc.removed.clone(),
+        })
+    }
+
     /// Summarize one article. `stream` receives the final call's text as it is generated.
     pub fn summarize(
         &mut self,
