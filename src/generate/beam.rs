@@ -16,6 +16,8 @@
 
 use candle_core::{Tensor, D};
 
+use rayon::prelude::*;
+
 use super::processors::Processors;
 use super::{host_rows, stop_reason, EarlyStopping, GenerateOptions, Generated, StepDecoder};
 use crate::error::{Error, Result};
@@ -166,7 +168,7 @@ impl Sentence {
         cur_len: usize,
     ) {
         let scores: Vec<Vec<f32>> = rows
-            .into_iter()
+            .into_par_iter()
             .zip(&self.beams)
             .map(|(mut row, beam)| {
                 processors.apply(&beam.tokens, &mut row);
@@ -303,10 +305,15 @@ pub fn search(
             .collect();
         let log_probs = log_softmax(&decoder.step(&last)?)?;
         let mut logits = host_rows(&log_probs, last.len())?.into_iter();
-        for sentence in &mut active {
-            let rows: Vec<Vec<f32>> = logits.by_ref().take(nb).collect();
-            sentence.advance(rows, &processors, &rules, cur_len);
-        }
+        let per_sentence: Vec<Vec<Vec<f32>>> = active
+            .iter()
+            .map(|_| logits.by_ref().take(nb).collect())
+            .collect();
+        // Sentences (and their beams, in `advance`) are independent: one core each.
+        active
+            .par_iter_mut()
+            .zip(per_sentence)
+            .for_each(|(sentence, rows)| sentence.advance(rows, &processors, &rules, cur_len));
         cur_len += 1;
         let at_limit = cur_len >= max_length;
         let mut rows = Vec::new();

@@ -2,6 +2,8 @@
 //! logits, the highest score wins (the lowest id on ties, as `argmax`), and a row stops on an
 //! EOS or at `max_length`; finished rows leave the decoder.
 
+use rayon::prelude::*;
+
 use super::processors::{log_sum_exp, Processors};
 use super::{host_rows, stop_reason, GenerateOptions, Generated, StepDecoder};
 use crate::error::Result;
@@ -47,11 +49,24 @@ pub fn search_with(
     let mut out: Vec<Option<Generated>> = vec![None; prefixes.len()];
     while !rows.is_empty() {
         let last: Vec<u32> = rows.iter().map(|r| r.tokens[r.tokens.len() - 1]).collect();
-        let logits = host_rows(&decoder.step(&last)?, rows.len())?;
-        for (row, mut scores) in rows.iter_mut().zip(logits) {
-            processors.apply(&row.tokens, &mut scores);
-            let token = pick(&scores);
-            row.score += log_prob(&scores, token, options.renormalize_logits);
+        let mut logits = host_rows(&decoder.step(&last)?, rows.len())?;
+        // The processors and the normalizer (a pass of exponentials over the vocabulary) are
+        // independent per row: one core each. Picking stays in order (a sampler's draws).
+        let norms: Vec<f32> = logits
+            .par_iter_mut()
+            .zip(&rows)
+            .map(|(scores, row)| {
+                processors.apply(&row.tokens, scores);
+                match options.renormalize_logits {
+                    true => 0.0,
+                    false => log_sum_exp(scores),
+                }
+            })
+            .collect();
+        for ((row, scores), norm) in rows.iter_mut().zip(&logits).zip(norms) {
+            let token = pick(scores);
+            // The token's log-probability under the processed scores.
+            row.score += scores[token] - norm;
             row.tokens.push(token as u32);
         }
         let finished = |r: &Row| {
@@ -92,15 +107,6 @@ pub fn argmax(scores: &[f32]) -> usize {
         }
     }
     best
-}
-
-/// The log-probability of `token` under `scores` (already log-probabilities when normalized).
-fn log_prob(scores: &[f32], token: usize, normalized: bool) -> f32 {
-    if normalized {
-        scores[token]
-    } else {
-        scores[token] - log_sum_exp(scores)
-    }
 }
 
 #[cfg(test)]
