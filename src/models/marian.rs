@@ -16,12 +16,18 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generated, StepDecoder, TokenIds};
+use crate::models::gemv::Linear;
 use crate::models::ResolvedModel;
+
+/// A projection `{vb}.weight` [out, in] and `{vb}.bias`.
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
+    candle_nn::linear(in_dim, out_dim, vb).map(Linear::from)
+}
 
 /// `config.json` of a Marian model; missing keys take `MarianConfig`'s defaults.
 #[derive(Debug, Clone, Deserialize)]

@@ -2,6 +2,7 @@
 //! (cache or download), and a check that they are all there and parse.
 
 pub mod files;
+pub mod gemv;
 pub mod gguf;
 pub mod hub;
 pub mod layers;
