@@ -57,8 +57,19 @@ impl Device {
     }
 
     /// The candle device: `auto` takes CUDA, then Metal, when this build has them and a
-    /// device answers, else the CPU.
+    /// device answers, else the CPU. `-v` says which.
     pub fn open(self) -> Result<candle_core::Device> {
+        let device = self.open_quietly()?;
+        let name = match &device {
+            candle_core::Device::Cpu => "the CPU".to_string(),
+            candle_core::Device::Cuda(_) => "CUDA".to_string(),
+            candle_core::Device::Metal(_) => "Metal".to_string(),
+        };
+        tracing::info!("--device {}: models run on {name}", self.label());
+        Ok(device)
+    }
+
+    fn open_quietly(self) -> Result<candle_core::Device> {
         let fail = |what: &str, e: candle_core::Error| Error::Unsupported {
             what: format!(
                 "--device {}: cannot open the {what} device ({e}); try --device cpu",

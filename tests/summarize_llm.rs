@@ -632,6 +632,7 @@ fn no_call_of_a_split_article_exceeds_the_context_budget() {
             context_tokens: 600,
             prefill_chunk: 128,
         },
+        load_ms: 0.0,
     };
     let text = std::fs::read(sample("02-visite-historique-a-pyongyang.txt")).unwrap();
     let doc = precis::input::load_bytes("02", &text, false)

@@ -498,8 +498,8 @@ mod tests {
             .into();
             settings.dtype = dtype;
             let search = SearchArgs {
-                batch_tokens: 4096,
-                batch_size: 64,
+                batch_tokens: None,
+                batch_size: None,
                 ..Default::default()
             };
             LocalEngines::load(&settings, &llm(|_| {}), &search, BatchMode::Translate, true)

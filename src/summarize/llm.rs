@@ -310,6 +310,8 @@ pub struct LlmSummarizer {
     pub chat: ChatTokenizer,
     pub options: GenerateOptions,
     pub budget: Budget,
+    /// Time taken to load the tokenizer and weights, reported with every summary.
+    pub load_ms: f64,
 }
 
 /// Where streamed text goes (the terminal), if anywhere.
@@ -374,6 +376,7 @@ impl LlmSummarizer {
                 context_tokens,
                 prefill_chunk: PREFILL_CHUNK,
             },
+            load_ms: start.elapsed().as_secs_f64() * 1000.0,
         })
     }
 
@@ -394,6 +397,7 @@ impl LlmSummarizer {
         timings.record("summarize", start);
         timings.set("prefill", summary.prefill_secs * 1000.0);
         timings.set("generate", summary.generate_secs * 1000.0);
+        timings.set("load", self.load_ms);
         Ok(SummaryReport {
             input: name.to_string(),
             bullets: summary.bullets,
