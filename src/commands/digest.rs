@@ -320,10 +320,11 @@ fn summarize_llm(
         );
     }
     if report.bullets.len() < spec.bullets {
+        let wrote = report.bullets.len();
         tracing::warn!(
-            "{}: the model wrote {} bullets, not {}",
+            "{}: the model wrote {wrote} bullet{}, not {}",
             loaded.name,
-            report.bullets.len(),
+            if wrote == 1 { "" } else { "s" },
             spec.bullets
         );
     }
