@@ -14,13 +14,11 @@
 //!   decoding done sentences but can no longer change their hypotheses; here they leave the
 //!   decoder instead, which gives the same outputs for less work.
 
-use candle_core::{Tensor, D};
-
 use rayon::prelude::*;
 
-use super::processors::Processors;
+use super::processors::{log_softmax_in_place, Processors};
 use super::{host_rows, stop_reason, EarlyStopping, GenerateOptions, Generated, StepDecoder};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What transformers adds to scores it wants out of the way (finished candidates when picking
 /// running beams, the not-yet-distinct initial beams).
@@ -171,6 +169,7 @@ impl Sentence {
             .into_par_iter()
             .zip(&self.beams)
             .map(|(mut row, beam)| {
+                log_softmax_in_place(&mut row);
                 processors.apply(&beam.tokens, &mut row);
                 row
             })
@@ -260,15 +259,6 @@ fn top_candidates(beams: &[Beam], scores: &[Vec<f32>], k: usize) -> Vec<Candidat
     best
 }
 
-/// Log-softmax over the vocabulary, where the logits are: (x - max) - log(sum(exp(x - max))),
-/// the order of operations of torch's kernel.
-fn log_softmax(logits: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::log_softmax(logits, D::Minus1).map_err(|e| Error::Inference {
-        what: "cannot normalize the logits".into(),
-        source: e,
-    })
-}
-
 pub fn search(
     decoder: &mut dyn StepDecoder,
     prefixes: &[Vec<u32>],
@@ -303,8 +293,9 @@ pub fn search(
             .iter()
             .flat_map(|s| s.beams.iter().map(|b| b.tokens[b.tokens.len() - 1]))
             .collect();
-        let log_probs = log_softmax(&decoder.step(&last)?)?;
-        let mut logits = host_rows(&log_probs, last.len())?.into_iter();
+        // Log-softmax on the host, one core per row (in `advance`): a single pass over each
+        // row's scores, where candle's composite op makes six over the whole batch.
+        let mut logits = host_rows(&decoder.step(&last)?, last.len())?.into_iter();
         let per_sentence: Vec<Vec<Vec<f32>>> = active
             .iter()
             .map(|_| logits.by_ref().take(nb).collect())
