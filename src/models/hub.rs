@@ -18,7 +18,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a file could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    #[error("offline mode is on (HF_HUB_OFFLINE={0})")]
+    /// Downloads are off; the reason, as a phrase ("offline mode is on (HF_HUB_OFFLINE=1)").
+    #[error("{0}")]
     Offline(String),
     #[error("the Hub at {endpoint} cannot be reached: {reason}")]
     Unreachable { endpoint: String, reason: String },
@@ -33,7 +34,8 @@ pub struct Hub {
     pub cache_dir: PathBuf,
     pub endpoint: String,
     token: Option<String>,
-    /// The value of HF_HUB_OFFLINE when it turns offline mode on.
+    /// Why downloads are off, when they are: HF_HUB_OFFLINE, or a caller that wants the
+    /// cache alone.
     pub offline: Option<String>,
 }
 
@@ -64,12 +66,14 @@ impl Hub {
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty())
         });
-        let offline = var("HF_HUB_OFFLINE").filter(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "on" | "yes" | "true"
-            )
-        });
+        let offline = var("HF_HUB_OFFLINE")
+            .filter(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "on" | "yes" | "true"
+                )
+            })
+            .map(|v| format!("offline mode is on (HF_HUB_OFFLINE={v})"));
         let endpoint = var("HF_ENDPOINT")
             .unwrap_or_else(|| "https://huggingface.co".to_string())
             .trim_end_matches('/')
@@ -82,7 +86,7 @@ impl Hub {
         }
     }
 
-    /// The same settings with downloads off (`why` shows in messages as HF_HUB_OFFLINE's value).
+    /// The same settings with downloads off; `why` (a phrase) shows in messages.
     pub fn offline(&self, why: &str) -> Hub {
         Hub {
             offline: Some(why.to_string()),
@@ -274,11 +278,11 @@ mod tests {
     fn offline_endpoint_and_token() {
         assert_eq!(
             hub(&[("HF_HUB_OFFLINE", "1")]).offline.as_deref(),
-            Some("1")
+            Some("offline mode is on (HF_HUB_OFFLINE=1)")
         );
         assert_eq!(
             hub(&[("HF_HUB_OFFLINE", "TRUE")]).offline.as_deref(),
-            Some("TRUE")
+            Some("offline mode is on (HF_HUB_OFFLINE=TRUE)")
         );
         assert_eq!(hub(&[("HF_HUB_OFFLINE", "0")]).offline, None);
         let h = hub(&[("HF_ENDPOINT", "http://127.0.0.1:9/"), ("HF_TOKEN", "hf_x")]);

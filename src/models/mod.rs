@@ -205,7 +205,9 @@ impl Resolver {
     /// Resolve from the cache alone: never downloads.
     pub fn resolve_cached(&self, arg: &str, role: Role) -> Result<ResolvedModel> {
         Resolver {
-            hub: self.hub.offline("1 (cached models only)"),
+            hub: self
+                .hub
+                .offline("only models already in the cache are used for this"),
             registry: self.registry.clone(),
             quiet: true,
         }
@@ -292,14 +294,14 @@ impl Resolver {
         self.hub
             .download(&source.repo, &source.revision, file, self.quiet)
             .map_err(|e| match e {
-                HubError::Offline(value) => {
+                HubError::Offline(why) => {
                     Error::ModelNotCached(Box::new(crate::error::MissingModel {
                         model: model.to_string(),
                         repo: source.repo.clone(),
                         revision: source.revision.clone(),
                         file: file.to_string(),
                         cache: self.hub.cache_dir.clone(),
-                        why: format!("offline mode is on (HF_HUB_OFFLINE={value})"),
+                        why,
                         flag: flag.to_string(),
                         alternative: alternative(flag),
                     }))
