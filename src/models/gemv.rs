@@ -15,11 +15,7 @@ use rayon::prelude::*;
 /// registers, 16 with AVX-512's 32 (measured on the opus-mt shapes, 2 cores: beyond that,
 /// candle's matmul is faster; see BENCHMARKS.md).
 pub fn max_rows() -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        return 16;
-    }
-    8
+    Kernel::best().max_rows
 }
 /// Up to this many rows, `W · xᵀ` (then transposed back) beats `x · Wᵀ`: gemm packs the
 /// few input rows instead of the whole weight matrix.
@@ -73,24 +69,34 @@ enum Path {
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let w = self.inner.weight();
-        let rows = match self.path(xs) {
+        let ys = match self.path(xs) {
             Path::Candle => return self.inner.forward(xs),
-            Path::Swapped(rows) => {
-                let x = xs.reshape((rows, w.dim(1)?))?;
-                let ys = w.matmul(&x.t()?)?.t()?.contiguous()?;
-                let mut shape = xs.dims().to_vec();
-                *shape.last_mut().expect("rank ≥ 1") = w.dim(0)?;
-                let ys = ys.reshape(shape)?;
-                return match self.inner.bias() {
-                    Some(b) => ys.broadcast_add(b),
-                    None => Ok(ys),
-                };
-            }
-            Path::Kernel(rows) => rows,
+            Path::Swapped(rows) => self.swapped(xs, rows)?,
+            Path::Kernel(rows) => self.kernel(xs, rows, Kernel::best())?,
         };
-        let out_dim = w.dim(0)?;
-        let in_dim = w.dim(1)?;
+        // [rows, out] back to the input's leading dimensions.
+        let mut shape = xs.dims().to_vec();
+        *shape.last_mut().expect("rank ≥ 1") = self.inner.weight().dim(0)?;
+        let ys = ys.reshape(shape)?;
+        match self.inner.bias() {
+            Some(b) => ys.broadcast_add(b),
+            None => Ok(ys),
+        }
+    }
+}
+
+impl Linear {
+    /// `W · xᵀ`, transposed back: [rows, out], no bias.
+    fn swapped(&self, xs: &Tensor, rows: usize) -> Result<Tensor> {
+        let w = self.inner.weight();
+        let x = xs.reshape((rows, w.dim(1)?))?;
+        w.matmul(&x.t()?)?.t()?.contiguous()
+    }
+
+    /// `x · Wᵀ` by `kernel`: [rows, out], no bias.
+    fn kernel(&self, xs: &Tensor, rows: usize, kernel: Kernel) -> Result<Tensor> {
+        let w = self.inner.weight();
+        let (out_dim, in_dim) = w.dims2()?;
         let x = xs.flatten_all()?.to_vec1::<f32>()?;
         if x.len() != rows * in_dim {
             candle_core::bail!(
@@ -104,15 +110,9 @@ impl Module for Linear {
                 candle_core::bail!("linear: weight is not on the CPU");
             };
             let weights = &cpu.as_slice::<f32>()?[layout.start_offset()..][..out_dim * in_dim];
-            matmul_t(&x, weights, in_dim)
+            matmul_t(&x, weights, in_dim, kernel)
         };
-        let mut shape = xs.dims().to_vec();
-        *shape.last_mut().expect("rank ≥ 1") = out_dim;
-        let ys = Tensor::from_vec(out, shape, xs.device())?;
-        match self.inner.bias() {
-            Some(b) => ys.broadcast_add(b),
-            None => Ok(ys),
-        }
+        Tensor::from_vec(out, (rows, out_dim), xs.device())
     }
 }
 
@@ -132,12 +132,12 @@ impl Out {
 }
 
 /// `x` [rows, k] times `weights`ᵀ ([out, k] row-major): [rows, out] row-major.
-pub fn matmul_t(x: &[f32], weights: &[f32], k: usize) -> Vec<f32> {
+fn matmul_t(x: &[f32], weights: &[f32], k: usize, kernel: Kernel) -> Vec<f32> {
     let rows = x.len() / k.max(1);
     let out_dim = weights.len() / k.max(1);
     let mut out = vec![0f32; rows * out_dim];
     let ptr = Out(out.as_mut_ptr());
-    let group = max_rows();
+    let group = kernel.max_rows;
     weights
         .par_chunks(ROWS_PER_TASK * k)
         .enumerate()
@@ -147,7 +147,7 @@ pub fn matmul_t(x: &[f32], weights: &[f32], k: usize) -> Vec<f32> {
             for (j, w) in chunk.chunks_exact(k).enumerate() {
                 for (g, xs) in x.chunks(group * k).enumerate() {
                     let n = xs.len() / k;
-                    row_dots(w, xs, k, &mut dots[..n]);
+                    (kernel.row_dots)(w, xs, k, &mut dots[..n]);
                     for (i, &d) in dots[..n].iter().enumerate() {
                         // SAFETY: (g*group + i) < rows and first + j < out_dim; this task
                         // alone writes column first + j.
@@ -159,18 +159,52 @@ pub fn matmul_t(x: &[f32], weights: &[f32], k: usize) -> Vec<f32> {
     out
 }
 
-/// `dots[i]` = w · xs[i*k..(i+1)*k], for up to `max_rows()` rows of `xs`.
-fn row_dots(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { x86::row_dots_512(w, xs, k, dots) };
+/// `dots[i]` = w · xs[i*k..(i+1)*k] for the first `dots.len()` rows of `xs`.
+type RowDots = fn(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]);
+
+/// One way to dot a weight row with several input rows, and how many rows it takes at once.
+#[derive(Clone, Copy)]
+struct Kernel {
+    row_dots: RowDots,
+    max_rows: usize,
+}
+
+impl Kernel {
+    /// The kernels this CPU runs, best first; the portable one always comes last.
+    fn available() -> Vec<Kernel> {
+        let mut kernels = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel {
+                    row_dots: x86::row_dots_512_here,
+                    max_rows: GROUP,
+                });
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                kernels.push(Kernel {
+                    row_dots: x86::row_dots_here,
+                    max_rows: 8,
+                });
+            }
+        }
+        kernels.push(Kernel {
+            row_dots: row_dots_portable,
+            max_rows: 8,
+        });
+        kernels
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { x86::row_dots(w, xs, k, dots) };
+
+    /// The best kernel, chosen once per process (not in the loop over weight rows).
+    fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Kernel::available()[0])
     }
+}
+
+fn row_dots_portable(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
     for (d, x) in dots.iter_mut().zip(xs.chunks_exact(k)) {
         *d = dot_portable(w, x);
     }
@@ -199,6 +233,18 @@ mod x86 {
     use super::GROUP;
     use std::arch::x86_64::*;
 
+    // Safe entry points for `Kernel::available`, which hands them out only after checking
+    // that the CPU has the features (and nothing else can reach them).
+    pub(super) fn row_dots_512_here(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
+        // SAFETY: only reachable through `Kernel::available`'s avx512f check.
+        unsafe { row_dots_512(w, xs, k, dots) }
+    }
+
+    pub(super) fn row_dots_here(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
+        // SAFETY: only reachable through `Kernel::available`'s avx2 + fma check.
+        unsafe { row_dots(w, xs, k, dots) }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -209,7 +255,7 @@ mod x86 {
 
     /// `row_dots` with 16-float registers: up to 16 input rows.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn row_dots_512(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
+    unsafe fn row_dots_512(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
         let n = dots.len().min(GROUP);
         let (pw, px) = (w.as_ptr(), xs.as_ptr());
         let mut acc = [_mm512_setzero_ps(); GROUP];
@@ -249,7 +295,7 @@ mod x86 {
     /// One weight row against up to 8 input rows: each 8-float slice of the weight row is
     /// loaded once and fused-multiplied into one accumulator per input row.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn row_dots(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
+    unsafe fn row_dots(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
         const GROUP: usize = 8;
         let n = dots.len().min(GROUP);
         let (pw, px) = (w.as_ptr(), xs.as_ptr());
@@ -294,49 +340,65 @@ mod x86 {
 mod tests {
     use super::*;
 
+    /// Largest |a - b| and largest |b|: kernels sum in another order than candle, so they
+    /// agree to f32 rounding relative to the outputs' size.
+    fn gap(a: &Tensor, b: &Tensor) -> Result<(f32, f32)> {
+        let max_abs = |t: Tensor| t.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>();
+        Ok((max_abs((a - b)?)?, max_abs(b.clone())?))
+    }
+
+    /// Sizes that leave remainders in every loop of every kernel, one row to sixteen.
+    const SHAPES: [(usize, usize, usize); 7] = [
+        (1, 1027, 77),
+        (2, 20000, 77),
+        (3, 3, 512),
+        (4, 300, 1000),
+        (8, 2050, 40),
+        (9, 600, 64),
+        (16, 600, 64),
+    ];
+
     #[test]
-    fn few_rows_match_the_matrix_product() -> Result<()> {
+    fn every_kernel_and_the_swapped_product_match_candle() -> Result<()> {
         let device = Device::Cpu;
-        // Sizes that leave remainders in every loop.
-        // Sizes that take every path (kernel, swapped, candle) and leave remainders.
-        for (rows, out_dim, in_dim) in [
-            (1, 1027, 77),
-            (2, 20000, 77),
-            (4, 300, 1000),
-            (3, 3, 512),
-            (8, 2050, 40),
-            (9, 600, 64),
-            (16, 600, 64),
-        ] {
+        let kernels = Kernel::available();
+        // The portable kernel is always there; on x86-64 the SIMD ones too (CI runs them).
+        assert!(!kernels.is_empty());
+        for (rows, out_dim, in_dim) in SHAPES {
+            let w = Tensor::randn(0f32, 1.0, (out_dim, in_dim), &device)?;
+            let x = Tensor::randn(0f32, 1.0, (rows, 1, in_dim), &device)?;
+            let linear = Linear::new(w.clone(), None);
+            let want = x.reshape((rows, in_dim))?.matmul(&w.t()?)?;
+            let mut got = vec![("swapped", linear.swapped(&x, rows)?)];
+            for kernel in kernels.iter().filter(|k| rows <= k.max_rows) {
+                got.push(("kernel", linear.kernel(&x, rows, *kernel)?));
+            }
+            for (what, got) in got {
+                assert_eq!(got.dims(), want.dims());
+                let (diff, scale) = gap(&got, &want)?;
+                assert!(
+                    diff <= 1e-5 * scale,
+                    "{what} {rows}x{out_dim}x{in_dim}: max difference {diff}, outputs up to {scale}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn forward_matches_candle_whichever_path_it_takes() -> Result<()> {
+        let device = Device::Cpu;
+        let more = (MAX_ROWS_SWAPPED + 1, 64, 32);
+        for (rows, out_dim, in_dim) in SHAPES.into_iter().chain([more]) {
             let w = Tensor::randn(0f32, 1.0, (out_dim, in_dim), &device)?;
             let b = Tensor::randn(0f32, 1.0, out_dim, &device)?;
             let x = Tensor::randn(0f32, 1.0, (rows, 1, in_dim), &device)?;
-            let fast = Linear::new(w.clone(), Some(b.clone()));
-            let reference = candle_nn::Linear::new(w, Some(b));
-            let got = fast.forward(&x)?;
-            let want = reference.forward(&x)?;
+            let got = Linear::new(w.clone(), Some(b.clone())).forward(&x)?;
+            let want = candle_nn::Linear::new(w, Some(b)).forward(&x)?;
             assert_eq!(got.dims(), want.dims());
-            // Sums in another order: equal to f32 rounding, relative to the outputs' size.
-            let max_abs = |t: Tensor| t.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>();
-            let scale = max_abs(want.clone())?;
-            let diff = max_abs((got - want)?)?;
-            assert!(
-                diff <= 1e-5 * scale,
-                "{rows}x{out_dim}x{in_dim}: max difference {diff}, outputs up to {scale}"
-            );
-            assert!((dot_portable(&[1.0; 19], &[2.0; 19]) - 38.0).abs() < 1e-6);
+            let (diff, scale) = gap(&got, &want)?;
+            assert!(diff <= 1e-5 * scale, "{rows}x{out_dim}x{in_dim}: {diff}");
         }
-        // More rows take candle's path and agree too.
-        let w = Tensor::randn(0f32, 1.0, (64, 32), &device)?;
-        let x = Tensor::randn(0f32, 1.0, (MAX_ROWS_SWAPPED + 1, 32), &device)?;
-        let got = Linear::new(w.clone(), None).forward(&x)?;
-        let want = x.matmul(&w.t()?)?;
-        let diff = (got - want)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
-        assert!(diff < 1e-5);
         Ok(())
     }
 }
