@@ -161,7 +161,10 @@ impl ModelSettings {
         let device = device.check_available()?;
         let summary_model = match &args.summary_model {
             Some(model) => model.clone(),
-            None if device.prefers_gpu() => DEFAULT_SUMMARY_MODEL_GPU.into(),
+            // Only the LLM engine reads it: no device probe for the others.
+            None if args.engine == Engine::Llm && device.prefers_gpu() => {
+                DEFAULT_SUMMARY_MODEL_GPU.into()
+            }
             None => DEFAULT_SUMMARY_MODEL_CPU.into(),
         };
         for (flag, value) in [

@@ -217,6 +217,14 @@ fn load_engines(
         tracing::info!("{}: {} ({})", role.flag(), model.id, model.architecture);
         Ok(model)
     };
+    // Opened once, by the first engine that needs it, and shared.
+    let mut opened: Option<candle_core::Device> = None;
+    let mut device = || -> Result<candle_core::Device> {
+        if opened.is_none() {
+            opened = Some(settings.device.open()?);
+        }
+        Ok(opened.clone().expect("opened above"))
+    };
     let summary = match (mode.summarizes(), settings.engine) {
         (true, Engine::Llm) => Some(resolve(&settings.summary_model, Role::Summary)?),
         _ => None,
@@ -227,7 +235,7 @@ fn load_engines(
         }
         Some(model) => Some(LlmEngine::Loaded(Box::new(LlmSummarizer::load(
             model,
-            &settings.device.open()?,
+            &device()?,
             settings.dtype,
             llm_settings,
         )?))),
@@ -249,12 +257,13 @@ fn load_engines(
             &resolve(&settings.translation_model, Role::Translation)?,
             args,
             settings,
+            &device()?,
         )?)
     } else if extractive_en {
         // English bullets from the extractive engine need the translation model, used only
         // if it is already here: a summary never triggers a 300 MB download.
         match resolver.resolve_cached(&settings.translation_model, Role::Translation) {
-            Ok(model) => Some(load_translator(&model, args, settings)?),
+            Ok(model) => Some(load_translator(&model, args, settings, &device()?)?),
             Err(err) => {
                 tracing::warn!(
                     "the extractive engine quotes the article, so its bullets stay in French: \
@@ -278,11 +287,11 @@ fn load_translator(
     model: &ResolvedModel,
     args: &DigestArgs,
     settings: &ModelSettings,
+    device: &candle_core::Device,
 ) -> Result<Translator> {
     let (overrides, batching) = settings::search_settings(&args.search)?;
-    let device = settings.device.open()?;
-    let dtype = settings::resolve_dtype(settings.dtype, &device);
-    Translator::load(model, &device, dtype, &overrides, batching)
+    let dtype = settings::resolve_dtype(settings.dtype, device);
+    Translator::load(model, device, dtype, &overrides, batching)
 }
 
 fn translate(loaded: &Loaded, engines: &Engines) -> Result<TranslationReport> {
