@@ -410,6 +410,16 @@ fn resolve_local(path: &Path) -> Result<ResolvedModel> {
             }
         }
     }
+    local_model(path, architecture, files)
+}
+
+/// A model from local files, named by its path and identified as
+/// `local:/absolute/path#sha256:…` (a hash of the files' contents).
+fn local_model(
+    path: &Path,
+    architecture: String,
+    files: BTreeMap<String, PathBuf>,
+) -> Result<ResolvedModel> {
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(ResolvedModel {
         name: path.display().to_string(),
@@ -478,18 +488,7 @@ fn resolve_gguf_file(path: &Path) -> Result<ResolvedModel> {
             });
         }
     }
-    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok(ResolvedModel {
-        name: path.display().to_string(),
-        id: format!(
-            "local:{}#sha256:{}",
-            absolute.display(),
-            content_hash(&files)?
-        ),
-        architecture,
-        files,
-        generation: Default::default(),
-    })
+    local_model(path, architecture, files)
 }
 
 /// Files above this size are fingerprinted by their length and sampled chunks rather than

@@ -46,16 +46,7 @@ impl Sandbox {
 
     /// `precis` with no network: offline, its own empty cache, no token, no log overrides.
     pub fn precis(&self) -> Command {
-        let mut cmd = Command::cargo_bin("precis").expect("precis binary");
-        cmd.current_dir(self.path())
-            .env("HF_HOME", self.hf_home())
-            .env("HF_HUB_OFFLINE", "1")
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_ENDPOINT")
-            .env_remove("HF_HUB_CACHE")
-            .env_remove("HUGGINGFACE_HUB_CACHE")
-            .env_remove("RUST_LOG");
-        cmd
+        Command::from_std(self.precis_process())
     }
 
     /// The same `precis` as a plain `std::process::Command`, for tests that spawn it and
