@@ -236,19 +236,34 @@ impl Translator {
         Ok(pieces)
     }
 
-    /// Search every source: sorted by length, cut by the token budget, order restored.
+    /// Search every source: sorted by length, longest first, order restored. Greedy search
+    /// streams them through as many rows as the limits allow (a finished sentence hands its
+    /// row to the next); beam search cuts them into batches by the token budget.
     fn search_all(&self, sources: &[Vec<u32>]) -> Result<Vec<(Vec<u32>, Stop)>> {
         let mut order: Vec<usize> = (0..sources.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(sources[i].len()));
-        let mut results: Vec<Option<(Vec<u32>, Stop)>> = vec![None; sources.len()];
-        let mut search = |batch: &[usize]| {
-            let rows: Vec<Vec<u32>> = batch.iter().map(|&i| sources[i].clone()).collect();
-            self.search_batch(&rows)
-        };
         let limits = self.batching.limits(self.model.device());
-        for batch in batches(&order, sources, limits) {
-            for (&i, generated) in batch.iter().zip(search_halving(batch, &mut search)?) {
-                results[i] = Some(generated);
+        let mut results: Vec<Option<(Vec<u32>, Stop)>> = vec![None; sources.len()];
+        if self.options.num_beams == 1 && !sources.is_empty() {
+            let sorted: Vec<Vec<u32>> = order.iter().map(|&i| sources[i].clone()).collect();
+            let max_lengths: Vec<usize> = sorted.iter().map(|s| self.max_length(s.len())).collect();
+            let width = batch_rows(sorted[0].len(), limits);
+            let generated = stream_halving(width, &mut |width| {
+                self.model
+                    .generate_stream(&sorted, width, &self.options, &max_lengths)
+            })?;
+            for (&i, g) in order.iter().zip(generated) {
+                results[i] = Some((g.ids, g.stop));
+            }
+        } else {
+            let mut search = |batch: &[usize]| {
+                let rows: Vec<Vec<u32>> = batch.iter().map(|&i| sources[i].clone()).collect();
+                self.search_batch(&rows)
+            };
+            for batch in batches(&order, sources, limits) {
+                for (&i, generated) in batch.iter().zip(search_halving(batch, &mut search)?) {
+                    results[i] = Some(generated);
+                }
             }
         }
         Ok(results
@@ -257,16 +272,31 @@ impl Translator {
             .collect())
     }
 
+    /// The length limit (start token included) for a source of `len` tokens: the model's, or
+    /// less with `max_length_factor`.
+    fn max_length(&self, len: usize) -> usize {
+        let limit = self.options.max_length_for(1);
+        match self.batching.max_length_factor {
+            Some(factor) => limit.min(((len as f32 * factor).ceil() as usize).max(2) + 1),
+            None => limit,
+        }
+    }
+
+    /// Beam search over one batch; with `max_length_factor`, the batch's longest source sets
+    /// its length limit.
     fn search_batch(&self, rows: &[Vec<u32>]) -> Result<Vec<(Vec<u32>, Stop)>> {
         let mut options = self.options.clone();
-        if let Some(factor) = self.batching.max_length_factor {
-            let longest = rows.iter().map(Vec::len).max().unwrap_or(1);
-            let cap = ((longest as f32 * factor).ceil() as usize).max(2);
-            options.max_new_tokens = Some(options.max_length_for(1).min(cap + 1) - 1);
-        }
+        let longest = rows.iter().map(Vec::len).max().unwrap_or(1);
+        options.max_new_tokens = Some(self.max_length(longest) - 1);
         let generated = self.model.generate(rows, &options)?;
         Ok(generated.into_iter().map(|g| (g.ids, g.stop)).collect())
     }
+}
+
+/// Rows a batch may have when its longest source has `longest` tokens: within the token
+/// budget (rows × longest), at most the row limit, at least one.
+fn batch_rows(longest: usize, (tokens, rows): (usize, usize)) -> usize {
+    (tokens / longest.max(1)).clamp(1, rows.max(1))
 }
 
 /// Indices (already sorted by length, longest first) cut into batches whose padded size
@@ -280,8 +310,7 @@ fn batches<'a>(
     let mut out = Vec::new();
     let mut start = 0;
     while start < order.len() {
-        let longest = sources[order[start]].len().max(1);
-        let take = (tokens / longest).clamp(1, rows.max(1));
+        let take = batch_rows(sources[order[start]].len(), (tokens, rows));
         let end = (start + take).min(order.len());
         out.push(&order[start..end]);
         start = end;
@@ -311,6 +340,27 @@ where
             Ok(out)
         }
         other => other,
+    }
+}
+
+/// `search` with `width` rows; when the device runs out of memory, again with half as many,
+/// down to one.
+fn stream_halving<T, F>(mut width: usize, search: &mut F) -> Result<T>
+where
+    F: FnMut(usize) -> Result<T>,
+{
+    loop {
+        match search(width) {
+            Err(e) if e.is_out_of_memory() && width > 1 => {
+                tracing::warn!(
+                    "out of device memory decoding {width} sentences at once: retrying with {} \
+                     (lower --batch-tokens to avoid this)",
+                    width / 2
+                );
+                width /= 2;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -402,6 +452,26 @@ mod tests {
         let out = search_halving(&batch, &mut search).unwrap();
         assert_eq!(out, (0..10).map(|r| r * 10).collect::<Vec<_>>());
         assert_eq!(calls, vec![10, 5, 2, 3, 5, 2, 3]);
+    }
+
+    #[test]
+    fn out_of_memory_halves_the_stream_width() {
+        // A device that holds at most 3 rows at once.
+        let mut calls = Vec::new();
+        let mut search = |width: usize| {
+            calls.push(width);
+            if width > 3 {
+                Err(oom())
+            } else {
+                Ok(width)
+            }
+        };
+        assert_eq!(stream_halving(29, &mut search).unwrap(), 3);
+        assert_eq!(calls, vec![29, 14, 7, 3]);
+        let mut fails = |_: usize| -> Result<usize> { Err(oom()) };
+        assert!(stream_halving(4, &mut fails)
+            .unwrap_err()
+            .is_out_of_memory());
     }
 
     #[test]

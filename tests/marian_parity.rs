@@ -4,7 +4,8 @@
 //! - `logits-<model>.json`: encoder outputs and teacher-forced logits of a padded batch of 2
 //!   must match within 1e-4;
 //! - `generate-<model>.json`: every case (greedy, beam, and their option variants) must give
-//!   the same ids and stop reason for every sentence, decoded alone and as one padded batch,
+//!   the same ids and stop reason for every sentence, decoded alone and as one padded batch
+//!   (greedy also streamed through two rows, sentences taking the rows others finished with),
 //!   and beam search the same sequence score.
 //!
 //! Inputs are the goldens' token ids, so these tests do not depend on the tokenizer.
@@ -277,6 +278,20 @@ fn run_case(
             tally
                 .failures
                 .push(format!("{} batched #{i}: {p}", case.name));
+        }
+    }
+    if options.num_beams == 1 {
+        // Continuous batching, two rows: sentences start in rows that others finished with,
+        // and must come out as they do alone.
+        let limits = vec![options.max_length_for(1); inputs.len()];
+        let got = model.generate_stream(inputs, 2, &options, &limits).unwrap();
+        for (i, (g, want)) in got.iter().zip(&case.unbatched).enumerate() {
+            tally.compared += 1;
+            if let Some(p) = compare(g, want, start) {
+                tally
+                    .failures
+                    .push(format!("{} streamed #{i}: {p}", case.name));
+            }
         }
     }
 }

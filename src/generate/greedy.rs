@@ -2,28 +2,54 @@
 //! logits, the highest score wins (the lowest id on ties, as `argmax`), and a row stops on an
 //! EOS or at `max_length`; finished rows leave the decoder.
 
+use std::collections::HashMap;
+
 use rayon::prelude::*;
 
 use super::processors::{log_sum_exp, Processors};
 use super::{host_rows, stop_reason, GenerateOptions, Generated, StepDecoder};
 use crate::error::Result;
 
+/// How sentences take the decoder's rows: `width` at once, a finished sentence handing its row
+/// to the next one (continuous batching), each sentence with its own length limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Lanes<'a> {
+    pub width: usize,
+    pub max_lengths: &'a [usize],
+}
+
 /// One sentence being decoded.
 struct Row {
     sentence: usize,
     tokens: Vec<u32>,
+    prefix_len: usize,
+    max_length: usize,
     score: f32,
 }
 
+impl Row {
+    fn generated(&self) -> Generated {
+        Generated {
+            stop: stop_reason(self.tokens.len(), self.max_length),
+            ids: self.tokens[self.prefix_len..].to_vec(),
+            score: self.score,
+        }
+    }
+}
+
+/// Every sentence in its own row at once, all with the same length limit.
 pub fn search(
     decoder: &mut dyn StepDecoder,
     prefixes: &[Vec<u32>],
     options: &GenerateOptions,
     max_length: usize,
 ) -> Result<Vec<Generated>> {
-    search_with(decoder, prefixes, options, max_length, &mut |scores| {
-        argmax(scores)
-    })
+    let max_lengths = vec![max_length; prefixes.len()];
+    let lanes = Lanes {
+        width: prefixes.len(),
+        max_lengths: &max_lengths,
+    };
+    search_with(decoder, prefixes, lanes, options, &mut argmax)
 }
 
 /// The greedy loop with another way to pick a token from a row's processed scores (sampling
@@ -31,23 +57,34 @@ pub fn search(
 pub fn search_with(
     decoder: &mut dyn StepDecoder,
     prefixes: &[Vec<u32>],
+    lanes: Lanes,
     options: &GenerateOptions,
-    max_length: usize,
     pick: &mut dyn FnMut(&[f32]) -> usize,
 ) -> Result<Vec<Generated>> {
-    let processors = Processors::new(options, max_length);
-    let prefix_len = prefixes[0].len();
-    let mut rows: Vec<Row> = prefixes
-        .iter()
-        .enumerate()
-        .map(|(sentence, p)| Row {
-            sentence,
-            tokens: p.clone(),
-            score: 0.0,
-        })
+    // forced_eos_token_id depends on the length limit: one set of processors per limit.
+    let mut processors: HashMap<usize, Processors> = HashMap::new();
+    for &m in lanes.max_lengths {
+        processors
+            .entry(m)
+            .or_insert_with(|| Processors::new(options, m));
+    }
+    let new_row = |sentence: usize| Row {
+        sentence,
+        tokens: prefixes[sentence].clone(),
+        prefix_len: prefixes[sentence].len(),
+        max_length: lanes.max_lengths[sentence],
+        score: 0.0,
+    };
+    let n = prefixes.len();
+    let mut rows: Vec<Row> = (0..lanes.width.clamp(1, n.max(1)).min(n))
+        .map(new_row)
         .collect();
-    let mut out: Vec<Option<Generated>> = vec![None; prefixes.len()];
+    let mut next = rows.len();
+    let mut out: Vec<Option<Generated>> = vec![None; n];
+    let (mut steps, mut row_steps) = (0usize, 0usize);
     while !rows.is_empty() {
+        steps += 1;
+        row_steps += rows.len();
         let last: Vec<u32> = rows.iter().map(|r| r.tokens[r.tokens.len() - 1]).collect();
         let mut logits = host_rows(&decoder.step(&last)?, rows.len())?;
         // The processors and the normalizer (a pass of exponentials over the vocabulary) are
@@ -56,7 +93,7 @@ pub fn search_with(
             .par_iter_mut()
             .zip(&rows)
             .map(|(scores, row)| {
-                processors.apply(&row.tokens, scores);
+                processors[&row.max_length].apply(&row.tokens, scores);
                 match options.renormalize_logits {
                     true => 0.0,
                     false => log_sum_exp(scores),
@@ -70,28 +107,43 @@ pub fn search_with(
             row.tokens.push(token as u32);
         }
         let finished = |r: &Row| {
-            r.tokens.len() >= max_length
+            r.tokens.len() >= r.max_length
                 || options.eos_token_id.contains(&r.tokens[r.tokens.len() - 1])
         };
-        let keep: Vec<u32> = (0..rows.len() as u32)
-            .filter(|&i| !finished(&rows[i as usize]))
-            .collect();
-        if keep.len() == rows.len() {
+        if !rows.iter().any(finished) {
             continue;
         }
-        let (done, running): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(|r| finished(r));
-        for row in done {
-            out[row.sentence] = Some(Generated {
-                stop: stop_reason(row.tokens.len(), max_length),
-                ids: row.tokens[prefix_len..].to_vec(),
-                score: row.score,
-            });
+        // A finished sentence hands its row to the next one; rows left over leave.
+        let mut restarts = Vec::new();
+        let mut keep = Vec::new();
+        for (i, row) in rows.iter_mut().enumerate() {
+            if !finished(row) {
+                keep.push(i as u32);
+                continue;
+            }
+            out[row.sentence] = Some(row.generated());
+            if next < n {
+                *row = new_row(next);
+                restarts.push((i, next));
+                keep.push(i as u32);
+                next += 1;
+            }
         }
-        rows = running;
-        if !rows.is_empty() {
-            decoder.select(&keep)?;
+        if !restarts.is_empty() {
+            decoder.restart(&restarts)?;
+        }
+        if keep.len() < rows.len() {
+            let mut old: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+            rows = keep
+                .iter()
+                .map(|&i| old[i as usize].take().expect("kept once"))
+                .collect();
+            if !rows.is_empty() {
+                decoder.select(&keep)?;
+            }
         }
     }
+    tracing::debug!("greedy: {steps} decoder steps, {row_steps} rows decoded");
     Ok(out
         .into_iter()
         .map(|g| g.expect("every row finishes"))

@@ -32,6 +32,16 @@ pub trait StepDecoder {
     /// Keep these rows, in this order (a row may be repeated): beam reordering, and rows
     /// whose sentence is finished leaving.
     fn select(&mut self, rows: &[u32]) -> Result<()>;
+
+    /// Continuous batching: start sentence `s` (an index into the search's prefixes) in row
+    /// `r` for each `(r, s)`, in place of the row's finished sentence; the row's next token is
+    /// the first of `s`'s prefix. Only [`stream`] asks this, of decoders made for it.
+    fn restart(&mut self, restarts: &[(usize, usize)]) -> Result<()> {
+        let _ = restarts;
+        Err(Error::Unsupported {
+            what: "this decoder cannot start a sentence in a running row".into(),
+        })
+    }
 }
 
 /// One sentence's output.
@@ -79,6 +89,45 @@ pub fn generate(
         (_, n) if n > 1 => beam::search(decoder, prefixes, options, max_length),
         (Some(sampling), _) => sampling::search(decoder, prefixes, options, sampling, max_length),
         (None, _) => greedy::search(decoder, prefixes, options, max_length),
+    }
+}
+
+/// Search every sentence from its prefix with continuous batching: the decoder starts with one
+/// row for each of the first `width` prefixes, and when a sentence finishes the next one
+/// starts in its row ([`StepDecoder::restart`]); sentence `i` stops at `max_lengths[i]`
+/// tokens, prefix included. Greedy, or sampling when `options.sampling` is set; beam search
+/// does not stream.
+pub fn stream(
+    decoder: &mut dyn StepDecoder,
+    prefixes: &[Vec<u32>],
+    width: usize,
+    max_lengths: &[usize],
+    options: &GenerateOptions,
+) -> Result<Vec<Generated>> {
+    if options.num_beams > 1 {
+        return Err(Error::Unsupported {
+            what: "beam search decodes batch by batch, not as a stream".into(),
+        });
+    }
+    if max_lengths.len() != prefixes.len() {
+        return Err(Error::Usage(format!(
+            "{} length limits for {} sentences",
+            max_lengths.len(),
+            prefixes.len()
+        )));
+    }
+    for (prefix, &max_length) in prefixes.iter().zip(max_lengths) {
+        if prefix.is_empty() || prefix.len() >= max_length {
+            return Err(Error::Usage(format!(
+                "max_length {max_length} leaves no room to generate after a prefix of {} tokens",
+                prefix.len()
+            )));
+        }
+    }
+    let lanes = greedy::Lanes { width, max_lengths };
+    match &options.sampling {
+        Some(sampling) => sampling::stream(decoder, prefixes, lanes, options, sampling),
+        None => greedy::search_with(decoder, prefixes, lanes, options, &mut greedy::argmax),
     }
 }
 

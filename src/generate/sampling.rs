@@ -14,8 +14,24 @@ pub fn search(
     sampling: &Sampling,
     max_length: usize,
 ) -> Result<Vec<Generated>> {
+    let max_lengths = vec![max_length; prefixes.len()];
+    let lanes = greedy::Lanes {
+        width: prefixes.len(),
+        max_lengths: &max_lengths,
+    };
+    stream(decoder, prefixes, lanes, options, sampling)
+}
+
+/// Sampling with the rows laid out as `lanes` say (see [`greedy::Lanes`]).
+pub fn stream(
+    decoder: &mut dyn StepDecoder,
+    prefixes: &[Vec<u32>],
+    lanes: greedy::Lanes,
+    options: &GenerateOptions,
+    sampling: &Sampling,
+) -> Result<Vec<Generated>> {
     let mut sampler = Sampler::new(sampling);
-    greedy::search_with(decoder, prefixes, options, max_length, &mut |scores| {
+    greedy::search_with(decoder, prefixes, lanes, options, &mut |scores| {
         sampler.pick(scores)
     })
 }

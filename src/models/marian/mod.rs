@@ -17,178 +17,23 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::generate::{GenerateOptions, Generated, StepDecoder, TokenIds};
+use crate::generate::{GenerateOptions, Generated, StepDecoder};
 use crate::models::gemv::Linear;
 use crate::models::ResolvedModel;
+
+mod config;
+mod state;
+
+use config::Activation;
+pub use config::Config;
+pub use state::DecoderState;
+use state::{Kv, LayerState, StepPlan};
 
 /// A projection `{vb}.weight` [out, in] and `{vb}.bias`.
 fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
     candle_nn::linear(in_dim, out_dim, vb).map(Linear::from)
-}
-
-/// `config.json` of a Marian model; missing keys take `MarianConfig`'s defaults.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct Config {
-    pub vocab_size: usize,
-    /// Target vocabulary size when the vocabularies are separate; `None` means `vocab_size`.
-    pub decoder_vocab_size: Option<usize>,
-    pub d_model: usize,
-    pub encoder_layers: usize,
-    pub decoder_layers: usize,
-    pub encoder_attention_heads: usize,
-    pub decoder_attention_heads: usize,
-    pub encoder_ffn_dim: usize,
-    pub decoder_ffn_dim: usize,
-    pub activation_function: String,
-    pub max_position_embeddings: usize,
-    pub scale_embedding: bool,
-    pub share_encoder_decoder_embeddings: bool,
-    pub tie_word_embeddings: bool,
-    pub pad_token_id: Option<u32>,
-    pub eos_token_id: Option<TokenIds>,
-    pub bos_token_id: Option<u32>,
-    pub decoder_start_token_id: Option<u32>,
-    pub forced_eos_token_id: Option<TokenIds>,
-    /// Legacy keys that transformers ignores (see the module doc); read only to warn.
-    pub normalize_before: bool,
-    pub add_final_layer_norm: bool,
-    pub normalize_embedding: bool,
-}
-
-impl Default for Config {
-    /// transformers' `MarianConfig()` defaults.
-    fn default() -> Config {
-        Config {
-            vocab_size: 58101,
-            decoder_vocab_size: None,
-            d_model: 1024,
-            encoder_layers: 12,
-            decoder_layers: 12,
-            encoder_attention_heads: 16,
-            decoder_attention_heads: 16,
-            encoder_ffn_dim: 4096,
-            decoder_ffn_dim: 4096,
-            activation_function: "gelu".into(),
-            max_position_embeddings: 1024,
-            scale_embedding: false,
-            share_encoder_decoder_embeddings: true,
-            tie_word_embeddings: true,
-            pad_token_id: Some(58100),
-            eos_token_id: Some(TokenIds::One(0)),
-            bos_token_id: None,
-            decoder_start_token_id: Some(58100),
-            forced_eos_token_id: Some(TokenIds::One(0)),
-            normalize_before: false,
-            add_final_layer_norm: false,
-            normalize_embedding: false,
-        }
-    }
-}
-
-impl Config {
-    pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        let config: Config = serde_json::from_str(&text).map_err(|e| Error::ModelFile {
-            path: path.to_path_buf(),
-            what: "not a valid Marian config.json".into(),
-            source: Some(Box::new(e)),
-        })?;
-        config.check().map_err(|what| Error::ModelFile {
-            path: path.to_path_buf(),
-            what,
-            source: None,
-        })?;
-        Ok(config)
-    }
-
-    fn check(&self) -> std::result::Result<(), String> {
-        for (heads, side) in [
-            (self.encoder_attention_heads, "encoder"),
-            (self.decoder_attention_heads, "decoder"),
-        ] {
-            if heads == 0 || !self.d_model.is_multiple_of(heads) {
-                return Err(format!(
-                    "d_model {} is not divisible by {side}_attention_heads {heads}",
-                    self.d_model
-                ));
-            }
-        }
-        Activation::from_name(&self.activation_function)?;
-        for (set, key) in [
-            (self.normalize_before, "normalize_before"),
-            (self.add_final_layer_norm, "add_final_layer_norm"),
-            (self.normalize_embedding, "normalize_embedding"),
-        ] {
-            if set {
-                tracing::warn!(
-                    "config.json sets {key}: transformers ignores it for Marian, and so does precis"
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Size of the output vocabulary (the logits' last dimension).
-    pub fn target_vocab_size(&self) -> usize {
-        if self.share_encoder_decoder_embeddings {
-            self.vocab_size
-        } else {
-            self.decoder_vocab_size.unwrap_or(self.vocab_size)
-        }
-    }
-}
-
-/// The activations transformers' `ACT2FN` maps Marian's `activation_function` names to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Activation {
-    /// `gelu`: the exact erf form.
-    Gelu,
-    /// `gelu_new` and friends: the tanh approximation.
-    GeluTanh,
-    Relu,
-    /// `swish` and `silu`.
-    Silu,
-    Tanh,
-    Sigmoid,
-}
-
-impl Activation {
-    fn from_name(name: &str) -> std::result::Result<Activation, String> {
-        Ok(match name {
-            "gelu" | "gelu_python" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_python_tanh" | "gelu_fast" => {
-                Activation::GeluTanh
-            }
-            "relu" => Activation::Relu,
-            "swish" | "silu" => Activation::Silu,
-            "tanh" => Activation::Tanh,
-            "sigmoid" => Activation::Sigmoid,
-            other => {
-                return Err(format!(
-                    "activation_function '{other}' is not supported (precis runs gelu, gelu_new, \
-                     relu, swish/silu, tanh, sigmoid)"
-                ))
-            }
-        })
-    }
-
-    fn forward(self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Activation::Gelu => xs.gelu_erf(),
-            Activation::GeluTanh => xs.gelu(),
-            Activation::Relu => xs.relu(),
-            Activation::Silu => xs.silu(),
-            Activation::Tanh => xs.tanh(),
-            Activation::Sigmoid => candle_nn::ops::sigmoid(xs),
-        }
-    }
 }
 
 /// transformers' `LayerNorm` default epsilon, which Marian keeps.
@@ -343,22 +188,23 @@ impl Attention {
         self.merge_heads(&self.attend(&q, &k, &v, Some(bias))?)
     }
 
-    /// Decoder self-attention for new positions, appending their keys and values to `cache`.
-    /// One token per step sees every earlier one, so no causal mask is needed.
+    /// Decoder self-attention for one new token per row: its keys and values go into `slot` of
+    /// the cache, and it attends to slots `0..=slot` (less those `bias` hides). One token per
+    /// step sees every earlier one, so no causal mask is needed.
     fn forward_cached(
         &self,
         xs: &Tensor,
-        cache: &mut Option<(Tensor, Tensor)>,
+        cache: &Kv,
+        slot: usize,
+        bias: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
         let q = self.split_heads(&self.q_proj.forward(xs)?)?;
         let (k, v) = self.key_values(xs)?;
-        let (k, v) = match cache.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        let out = self.attend(&q, &k, &v, None)?;
-        *cache = Some((k, v));
-        self.merge_heads(&out)
+        cache.k.slice_set(&k, 2, slot)?;
+        cache.v.slice_set(&v, 2, slot)?;
+        let k = cache.k.narrow(2, 0, slot + 1)?;
+        let v = cache.v.narrow(2, 0, slot + 1)?;
+        self.merge_heads(&self.attend(&q, &k, &v, bias)?)
     }
 
     /// Cross-attention of `xs` [rows, 1, d] to precomputed encoder keys/values
@@ -368,7 +214,8 @@ impl Attention {
     fn forward_cross(
         &self,
         xs: &Tensor,
-        cross: &CrossKv,
+        cross: &Kv,
+        bias: &Tensor,
         group: usize,
     ) -> candle_core::Result<Tensor> {
         let (rows, t, d) = xs.dims3()?;
@@ -379,7 +226,7 @@ impl Attention {
             .reshape((sources, group * t, self.num_heads, self.head_dim))?
             .transpose(1, 2)?
             .contiguous()?;
-        let out = self.attend(&q, &cross.k, &cross.v, Some(&cross.bias))?;
+        let out = self.attend(&q, &cross.k, &cross.v, Some(bias))?;
         let out = out.transpose(1, 2)?.reshape((rows, t, d))?;
         self.out_proj.forward(&out)
     }
@@ -463,12 +310,19 @@ impl DecoderLayer {
     fn forward(
         &self,
         xs: &Tensor,
-        layer: &mut LayerState,
+        layer: &LayerState,
+        plan: &StepPlan,
+        cross_bias: &Tensor,
         group: usize,
     ) -> candle_core::Result<Tensor> {
-        let attn = self.self_attn.forward_cached(xs, &mut layer.self_kv)?;
+        let bias = plan.self_bias.as_ref();
+        let attn = self
+            .self_attn
+            .forward_cached(xs, &layer.self_kv, plan.slot, bias)?;
         let xs = self.self_attn_layer_norm.forward(&(xs + attn)?)?;
-        let cross = self.encoder_attn.forward_cross(&xs, &layer.cross, group)?;
+        let cross = self
+            .encoder_attn
+            .forward_cross(&xs, &layer.cross, cross_bias, group)?;
         let xs = self.encoder_attn_layer_norm.forward(&(xs + cross)?)?;
         let ff = feed_forward(&xs, &self.fc1, &self.fc2, self.activation)?;
         self.final_layer_norm.forward(&(xs + ff)?)
@@ -510,6 +364,26 @@ impl Embeddings {
         }
         let xs = (self.tokens.forward(ids)? * self.scale)?;
         xs.broadcast_add(&self.positions.narrow(0, offset, t)?)
+    }
+
+    /// One id per row, [rows, 1], each at its own position → [rows, 1, d]
+    fn forward_rows(&self, ids: &Tensor, positions: &[u32]) -> candle_core::Result<Tensor> {
+        match positions {
+            [first, rest @ ..] if rest.iter().all(|p| p == first) => {
+                self.forward(ids, *first as usize)
+            }
+            _ => {
+                let max = self.positions.dim(0)?;
+                if let Some(p) = positions.iter().find(|&&p| p as usize >= max) {
+                    candle_core::bail!(
+                        "position {p} is past the model's max_position_embeddings ({max})"
+                    );
+                }
+                let index = Tensor::new(positions, ids.device())?;
+                let table = self.positions.index_select(&index, 0)?.unsqueeze(1)?;
+                (self.tokens.forward(ids)? * self.scale)? + table
+            }
+        }
     }
 }
 
@@ -562,6 +436,8 @@ impl Decoder {
 pub struct Encoded {
     hidden: Tensor,
     bias: Tensor,
+    /// Tokens of each source (its unpadded length).
+    lens: Vec<usize>,
 }
 
 impl Encoded {
@@ -569,104 +445,6 @@ impl Encoded {
     pub fn hidden(&self) -> &Tensor {
         &self.hidden
     }
-}
-
-/// One decoder layer's cross-attention keys/values and the padding bias of their sources.
-#[derive(Debug, Clone)]
-struct CrossKv {
-    k: Tensor,
-    v: Tensor,
-    bias: Tensor,
-}
-
-#[derive(Debug, Clone)]
-struct LayerState {
-    self_kv: Option<(Tensor, Tensor)>,
-    cross: CrossKv,
-}
-
-/// Everything the decoder carries between steps, for `rows` rows: each layer's self-attention
-/// cache (one entry per row) and cross-attention keys/values (one entry per source sentence,
-/// shared by `group` consecutive rows).
-#[derive(Debug, Clone)]
-pub struct DecoderState {
-    layers: Vec<LayerState>,
-    rows: usize,
-    group: usize,
-    /// Positions already decoded (all rows advance together).
-    offset: usize,
-}
-
-impl DecoderState {
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Tokens decoded so far in every row.
-    pub fn position(&self) -> usize {
-        self.offset
-    }
-
-    /// Keep `rows` (indices into the current rows, in the new order; repeats allowed): beam
-    /// reordering and expansion, and dropping rows whose sentence is finished. The self-attention
-    /// caches are gathered; the cross-attention keys/values only when the set of sentences
-    /// changes, and never duplicated while each sentence's rows stay together.
-    pub fn select(&mut self, rows: &[u32]) -> Result<()> {
-        self.select_rows(rows)
-            .map_err(|e| inference("cannot reorder the decoder rows", e))
-    }
-
-    fn select_rows(&mut self, rows: &[u32]) -> candle_core::Result<()> {
-        if rows.is_empty() {
-            candle_core::bail!("no rows left to select");
-        }
-        if let Some(bad) = rows.iter().find(|&&r| r as usize >= self.rows) {
-            candle_core::bail!("row {bad} out of range ({} rows)", self.rows);
-        }
-        let identity =
-            rows.len() == self.rows && rows.iter().enumerate().all(|(i, &r)| r as usize == i);
-        if identity {
-            return Ok(());
-        }
-        let device = self.layers[0].cross.k.device().clone();
-        let index = Tensor::new(rows, &device)?;
-        for layer in &mut self.layers {
-            if let Some((k, v)) = layer.self_kv.take() {
-                layer.self_kv = Some((k.index_select(&index, 0)?, v.index_select(&index, 0)?));
-            }
-        }
-        let sources: Vec<u32> = rows.iter().map(|&r| r / self.group as u32).collect();
-        let (group, picked) = group_sources(&sources);
-        let n_sources = self.rows / self.group;
-        let same =
-            picked.len() == n_sources && picked.iter().enumerate().all(|(i, &s)| s as usize == i);
-        if !same {
-            let index = Tensor::new(picked.as_slice(), &device)?;
-            for layer in &mut self.layers {
-                let c = &layer.cross;
-                layer.cross = CrossKv {
-                    k: c.k.index_select(&index, 0)?,
-                    v: c.v.index_select(&index, 0)?,
-                    bias: c.bias.index_select(&index, 0)?,
-                };
-            }
-        }
-        self.rows = rows.len();
-        self.group = group;
-        Ok(())
-    }
-}
-
-/// Split per-row sources into equal runs: (run length, source of each run). Rows whose sources
-/// do not form equal runs get a run length of 1 (every row its own copy).
-fn group_sources(sources: &[u32]) -> (usize, Vec<u32>) {
-    let first_run = sources.iter().take_while(|&&s| s == sources[0]).count();
-    let uniform = sources.len().is_multiple_of(first_run)
-        && sources
-            .chunks(first_run)
-            .all(|c| c.iter().all(|&s| s == c[0]));
-    let group = if uniform { first_run } else { 1 };
-    (group, sources.chunks(group).map(|c| c[0]).collect())
 }
 
 fn inference(what: &str, source: candle_core::Error) -> Error {
@@ -803,9 +581,11 @@ impl MarianModel {
                 );
             }
             let bias = key_bias(mask)?;
+            let lens = mask.sum(1)?.to_vec1::<u32>()?;
             Ok(Encoded {
                 hidden: self.encoder.forward(ids, &bias)?,
                 bias,
+                lens: lens.into_iter().map(|n| n as usize).collect(),
             })
         };
         run().map_err(|e| inference("encoder failed", e))
@@ -815,31 +595,27 @@ impl MarianModel {
     /// keys and values of every layer, computed here once.
     pub fn decoder_state(&self, enc: &Encoded) -> Result<DecoderState> {
         let run = || -> candle_core::Result<DecoderState> {
-            let layers = self
-                .decoder
-                .layers
-                .iter()
-                .map(|layer| {
-                    let (k, v) = layer.encoder_attn.key_values(&enc.hidden)?;
-                    let cross = CrossKv {
-                        k,
-                        v,
-                        bias: enc.bias.clone(),
-                    };
-                    Ok(LayerState {
-                        self_kv: None,
-                        cross,
-                    })
-                })
-                .collect::<candle_core::Result<_>>()?;
-            Ok(DecoderState {
-                layers,
-                rows: enc.hidden.dim(0)?,
-                group: 1,
-                offset: 0,
-            })
+            DecoderState::new(
+                self.cross_kv(&enc.hidden)?,
+                enc.bias.clone(),
+                enc.lens.clone(),
+                self.config.decoder_attention_heads,
+                self.config.d_model / self.config.decoder_attention_heads,
+            )
         };
         run().map_err(|e| inference("cannot start the decoder", e))
+    }
+
+    /// Every decoder layer's cross-attention keys and values of encoder states [b, s, d].
+    fn cross_kv(&self, hidden: &Tensor) -> candle_core::Result<Vec<Kv>> {
+        self.decoder
+            .layers
+            .iter()
+            .map(|layer| {
+                let (k, v) = layer.encoder_attn.key_values(hidden)?;
+                Ok(Kv { k, v })
+            })
+            .collect()
     }
 
     /// One step: tokens [rows, 1] (u32) → logits [rows, target vocab] (f32), with
@@ -851,17 +627,36 @@ impl MarianModel {
 
     fn step(&self, state: &mut DecoderState, tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (rows, t) = tokens.dims2()?;
-        if rows != state.rows {
-            candle_core::bail!("{rows} tokens for {} decoder rows", state.rows);
+        if rows != state.rows() || t != 1 {
+            candle_core::bail!(
+                "the decoder takes one token per row a step: got [{rows}, {t}] for {} rows",
+                state.rows()
+            );
         }
-        let mut xs = self.decoder.embed.forward(tokens, state.offset)?;
-        for (layer, cache) in self.decoder.layers.iter().zip(&mut state.layers) {
-            xs = layer.forward(&xs, cache, state.group)?;
+        let plan = state.plan_step()?;
+        let mut xs = self.decoder.embed.forward_rows(tokens, &plan.positions)?;
+        for (layer, cache) in self.decoder.layers.iter().zip(&state.layers) {
+            xs = layer.forward(&xs, cache, &plan, &state.cross_bias, state.group())?;
         }
-        state.offset += t;
-        let last = xs.narrow(1, t - 1, 1)?.squeeze(1)?;
-        let logits = self.lm_head.forward(&last)?.to_dtype(DType::F32)?;
+        state.advance();
+        let logits = self
+            .lm_head
+            .forward(&xs.squeeze(1)?)?
+            .to_dtype(DType::F32)?;
         logits.broadcast_add(&self.final_logits_bias)
+    }
+
+    /// The token every target sentence starts from.
+    fn start_token(&self, options: &GenerateOptions) -> Result<u32> {
+        options
+            .decoder_start_token_id
+            .or(self.config.decoder_start_token_id)
+            .or(self.config.bos_token_id)
+            .ok_or_else(|| Error::Unsupported {
+                what: "Marian: neither generation_config.json nor config.json names a \
+                       decoder_start_token_id"
+                    .into(),
+            })
     }
 
     /// Translate a batch of source id sequences (each ending with `</s>`): pad, encode once,
@@ -874,20 +669,54 @@ impl MarianModel {
         if sources.is_empty() {
             return Ok(Vec::new());
         }
-        let start = options
-            .decoder_start_token_id
-            .or(self.config.decoder_start_token_id)
-            .or(self.config.bos_token_id)
-            .ok_or_else(|| Error::Unsupported {
-                what: "Marian: neither generation_config.json nor config.json names a \
-                       decoder_start_token_id"
-                    .into(),
-            })?;
+        let start = self.start_token(options)?;
         let (ids, mask) = self.pad_batch(sources)?;
         let encoded = self.encode(&ids, &mask)?;
         let mut decoder = MarianDecoder::new(self, &encoded)?;
         let prefixes = vec![vec![start]; sources.len()];
         crate::generate::generate(&mut decoder, &prefixes, options)
+    }
+
+    /// Translate sources with continuous batching: `width` rows decode at once, and when a
+    /// sentence ends the next source starts in its row, so rows stay busy until the sources run
+    /// out. Greedy search or sampling (beam search runs batch by batch, in `generate`); each
+    /// sentence stops at its own `max_lengths` entry (the start token counted). Sources are
+    /// taken in order (longest first keeps the cross-attention padding low); outputs come back
+    /// in that order.
+    pub fn generate_stream(
+        &self,
+        sources: &[Vec<u32>],
+        width: usize,
+        options: &GenerateOptions,
+        max_lengths: &[usize],
+    ) -> Result<Vec<Generated>> {
+        if sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let start = self.start_token(options)?;
+        let width = width.clamp(1, sources.len());
+        // Encode every source up front, `width` at a time; the first batch starts the rows.
+        let mut hidden = Vec::with_capacity(sources.len());
+        let mut state = None;
+        for chunk in sources.chunks(width) {
+            let (ids, mask) = self.pad_batch(chunk)?;
+            let encoded = self.encode(&ids, &mask)?;
+            for (i, src) in chunk.iter().enumerate() {
+                let h = encoded.hidden.narrow(0, i, 1);
+                let h = h.and_then(|h| h.narrow(1, 0, src.len()));
+                hidden.push(h.map_err(|e| inference("cannot split the encoder output", e))?);
+            }
+            if state.is_none() {
+                state = Some(self.decoder_state(&encoded)?);
+            }
+        }
+        let mut decoder = MarianStream {
+            model: self,
+            state: state.expect("at least one source"),
+            hidden,
+        };
+        let prefixes = vec![vec![start]; sources.len()];
+        crate::generate::stream(&mut decoder, &prefixes, width, max_lengths, options)
     }
 }
 
@@ -916,6 +745,39 @@ impl StepDecoder for MarianDecoder<'_> {
 
     fn select(&mut self, rows: &[u32]) -> Result<()> {
         self.state.select(rows)
+    }
+}
+
+/// The Marian decoder with every source encoded, for continuous batching: a row whose
+/// sentence finished gets the cross-attention keys and values of the next source.
+struct MarianStream<'m> {
+    model: &'m MarianModel,
+    state: DecoderState,
+    /// Encoder states of every source, [1, source length, d_model], in stream order.
+    hidden: Vec<Tensor>,
+}
+
+impl StepDecoder for MarianStream<'_> {
+    fn step(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::from_slice(tokens, (tokens.len(), 1), &self.model.device)
+            .map_err(|e| inference("cannot build the decoder input", e))?;
+        self.model.decode_step(&mut self.state, &ids)
+    }
+
+    fn select(&mut self, rows: &[u32]) -> Result<()> {
+        self.state.select(rows)
+    }
+
+    fn restart(&mut self, restarts: &[(usize, usize)]) -> Result<()> {
+        for &(row, sentence) in restarts {
+            let hidden = &self.hidden[sentence];
+            let mut run = || {
+                let cross = self.model.cross_kv(hidden)?;
+                self.state.restart(row, cross, hidden.dim(1)?)
+            };
+            run().map_err(|e| inference("cannot start a sentence in a running row", e))?;
+        }
+        Ok(())
     }
 }
 
@@ -975,6 +837,62 @@ mod tests {
         }
     }
 
+    /// Logits of `source` decoded alone, fed `start` and then `tokens`.
+    fn alone(model: &MarianModel, source: &[u32], start: u32, tokens: &[u32]) -> Vec<Vec<f32>> {
+        let (ids, mask) = model.pad_batch(&[source.to_vec()]).unwrap();
+        let mut state = model
+            .decoder_state(&model.encode(&ids, &mask).unwrap())
+            .unwrap();
+        std::iter::once(start)
+            .chain(tokens.iter().copied())
+            .map(|t| step(model, &mut state, &[t]).remove(0))
+            .collect()
+    }
+
+    #[test]
+    fn a_restarted_row_decodes_as_its_sentence_alone() {
+        // Row 1 takes a new sentence (longer than any before) at step 5, row 0 another at step
+        // 20; the cache fills at slot 32 and drops the 5 slots no row sees any more. Each new
+        // sentence must come out as it does alone.
+        let model = tiny(DType::F32);
+        let start = model.config().decoder_start_token_id.unwrap();
+        let third = [12u32, 13, 14, 15, 16, 17, 18, 0];
+        let fourth = [21u32, 22, 0];
+        let feed: Vec<u32> = (0..45).map(|i| 20 + i % 7).collect();
+        let want_third = alone(&model, &third, start, &feed);
+        let want_fourth = alone(&model, &fourth, start, &feed);
+        let hidden = |src: &[u32]| {
+            let (ids, mask) = model.pad_batch(&[src.to_vec()]).unwrap();
+            model.encode(&ids, &mask).unwrap().hidden
+        };
+        let mut state = two_sentences(&model);
+        let (mut since1, mut since0) = (None, None);
+        for i in 0..45usize {
+            if i == 5 {
+                let cross = model.cross_kv(&hidden(&third)).unwrap();
+                state.restart(1, cross, third.len()).unwrap();
+                since1 = Some(i);
+            }
+            if i == 20 {
+                let cross = model.cross_kv(&hidden(&fourth)).unwrap();
+                state.restart(0, cross, fourth.len()).unwrap();
+                since0 = Some(i);
+            }
+            let token = |since: Option<usize>| match since {
+                Some(s) if s == i => start,
+                Some(s) => feed[i - s - 1],
+                None => feed[i],
+            };
+            let got = step(&model, &mut state, &[token(since0), token(since1)]);
+            if let Some(s) = since1 {
+                assert!(close(&got[1], &want_third[i - s], 1e-5), "row 1, step {i}");
+            }
+            if let Some(s) = since0 {
+                assert!(close(&got[0], &want_fourth[i - s], 1e-5), "row 0, step {i}");
+            }
+        }
+    }
+
     #[test]
     fn half_precision_stays_close_to_f32() {
         let model = tiny(DType::F32);
@@ -1017,15 +935,6 @@ mod tests {
         let a = [2f64, 2.0 / 100.0];
         let want = [a[0].sin(), a[1].sin(), a[0].cos(), a[1].cos()].map(|x| x as f32);
         assert_eq!(row, &want);
-    }
-
-    #[test]
-    fn sources_group_into_equal_runs() {
-        assert_eq!(group_sources(&[0, 0, 1, 1]), (2, vec![0, 1]));
-        assert_eq!(group_sources(&[2, 2, 2]), (3, vec![2]));
-        assert_eq!(group_sources(&[0, 1, 3]), (1, vec![0, 1, 3]));
-        assert_eq!(group_sources(&[0, 0, 1]), (1, vec![0, 0, 1]));
-        assert_eq!(group_sources(&[0, 0, 1, 2]), (1, vec![0, 0, 1, 2]));
     }
 
     #[test]
