@@ -1,6 +1,7 @@
 //! Models: which one a name means (registry, Hub id or local folder), where its files are
 //! (cache or download), and a check that they are all there and parse.
 
+pub mod attention;
 pub mod files;
 pub mod gemv;
 pub mod gguf;

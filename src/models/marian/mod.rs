@@ -172,6 +172,9 @@ impl Attention {
         v: &Tensor,
         bias: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
+        if let Some(out) = crate::models::attention::attend(q, k, v, bias, self.scaling as f32)? {
+            return Ok(out);
+        }
         let scores = (q.matmul(&k.t()?)? * self.scaling)?.to_dtype(DType::F32)?;
         let scores = match bias {
             Some(bias) => scores.broadcast_add(bias)?,
