@@ -271,7 +271,8 @@ pub struct SearchArgs {
     #[arg(long, value_name = "N")]
     pub max_length: Option<usize>,
 
-    /// Cut outputs longer than F times their source (like marian-decoder's --max-length-factor).
+    /// Cut outputs longer than F times their source (like marian-decoder's --max-length-factor;
+    /// with beam search, F times the longest source of the batch).
     #[arg(long, value_name = "F")]
     pub max_length_factor: Option<f32>,
 
@@ -283,12 +284,14 @@ pub struct SearchArgs {
     #[arg(long, value_name = "P")]
     pub repetition_penalty: Option<f32>,
 
-    /// Most source tokens in one batch (rows × longest row): sentences are sorted by length
-    /// and cut into batches of this size [default: 4096 on the CPU, 32768 on a GPU]
+    /// Most source tokens decoded at once (sentences × longest source): sentences are sorted
+    /// by length, longest first; greedy search keeps that many busy, a finished sentence
+    /// handing its row to the next, and beam search cuts batches of this size [default: 4096
+    /// on the CPU, 32768 on a GPU]
     #[arg(long, value_name = "N")]
     pub batch_tokens: Option<usize>,
 
-    /// Most sentences in one batch [default: 64 on the CPU, 256 on a GPU]
+    /// Most sentences decoded at once [default: 64 on the CPU, 256 on a GPU]
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
 }

@@ -157,8 +157,7 @@ fn ban(scores: &mut [f32], ids: &[u32]) {
 /// them, with AVX2 when the CPU has it, rather than by a libm call per element.
 fn sum_exp_shifted(scores: &[f32], max: f32) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    {
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
         return unsafe { sum_exp_shifted_avx2(scores, max) };
     }
