@@ -76,9 +76,7 @@ pub fn search_with(
         score: 0.0,
     };
     let n = prefixes.len();
-    let mut rows: Vec<Row> = (0..lanes.width.clamp(1, n.max(1)).min(n))
-        .map(new_row)
-        .collect();
+    let mut rows: Vec<Row> = (0..lanes.width.max(1).min(n)).map(new_row).collect();
     let mut next = rows.len();
     let mut out: Vec<Option<Generated>> = vec![None; n];
     let (mut steps, mut row_steps) = (0usize, 0usize);

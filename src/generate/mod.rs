@@ -80,11 +80,7 @@ pub fn generate(
         ));
     }
     let max_length = options.max_length_for(prefix_len);
-    if prefix_len >= max_length {
-        return Err(Error::Usage(format!(
-            "max_length {max_length} leaves no room to generate after a prefix of {prefix_len} tokens"
-        )));
-    }
+    check_room(prefix_len, max_length)?;
     match (&options.sampling, options.num_beams) {
         (_, n) if n > 1 => beam::search(decoder, prefixes, options, max_length),
         (Some(sampling), _) => sampling::search(decoder, prefixes, options, sampling, max_length),
@@ -117,18 +113,26 @@ pub fn stream(
         )));
     }
     for (prefix, &max_length) in prefixes.iter().zip(max_lengths) {
-        if prefix.is_empty() || prefix.len() >= max_length {
-            return Err(Error::Usage(format!(
-                "max_length {max_length} leaves no room to generate after a prefix of {} tokens",
-                prefix.len()
-            )));
+        if prefix.is_empty() {
+            return Err(Error::Usage("generation needs non-empty prefixes".into()));
         }
+        check_room(prefix.len(), max_length)?;
     }
     let lanes = greedy::Lanes { width, max_lengths };
     match &options.sampling {
         Some(sampling) => sampling::stream(decoder, prefixes, lanes, options, sampling),
         None => greedy::search_with(decoder, prefixes, lanes, options, &mut greedy::argmax),
     }
+}
+
+/// A length limit must leave room for at least one token after the prefix.
+fn check_room(prefix_len: usize, max_length: usize) -> Result<()> {
+    if prefix_len >= max_length {
+        return Err(Error::Usage(format!(
+            "max_length {max_length} leaves no room to generate after a prefix of {prefix_len} tokens"
+        )));
+    }
+    Ok(())
 }
 
 /// The logits of a step as host rows.

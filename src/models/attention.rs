@@ -61,6 +61,8 @@ pub fn attend(
         keys: l,
         dim: d,
         scale,
+        #[cfg(target_arch = "x86_64")]
+        avx2: std::arch::is_x86_feature_detected!("avx2"),
     };
     let mut out = vec![0f32; b * h * m * d];
     let ptr = Out(out.as_mut_ptr());
@@ -97,13 +99,16 @@ struct Parts<'a> {
     keys: usize,
     dim: usize,
     scale: f32,
+    /// The CPU has AVX2 (checked once per call, not per unit).
+    #[cfg(target_arch = "x86_64")]
+    avx2: bool,
 }
 
 impl Parts<'_> {
     fn unit(&self, unit: usize, scores: &mut [f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
+        if self.avx2 {
+            // SAFETY: `avx2` is set only when the CPU has AVX2 (checked in `attend`).
             return unsafe { self.unit_avx2(unit, scores, out) };
         }
         self.unit_generic(unit, scores, out)

@@ -262,6 +262,7 @@ pub(crate) fn dot_lanes<const N: usize>(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::GROUP;
     use std::arch::x86_64::*;
 
     // Safe entry points for `Kernel::available`, which hands them out only after checking
@@ -385,7 +386,6 @@ mod x86 {
     /// loaded once and fused-multiplied into one accumulator per input row.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn row_dots(w: &[f32], xs: &[f32], k: usize, dots: &mut [f32]) {
-        const GROUP: usize = 8;
         let n = dots.len().min(GROUP);
         let (pw, px) = (w.as_ptr(), xs.as_ptr());
         let mut acc = [_mm256_setzero_ps(); GROUP];
